@@ -1,0 +1,69 @@
+// BlobBackend / BlobReader: where blob bytes come from (local directory now,
+// registry in the storage stack).
+//
+// ReadAt reads exactly dst.size() bytes or fails: kOutOfRange when the range
+// passes the end of the blob, kNotFound when the blob is missing, kUnavailable
+// for transient faults. Readers are safe to use from several threads.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "base/bytes.h"
+#include "base/status.h"
+#include "base/unique_fd.h"
+
+namespace rfs::storage {
+
+class BlobReader {
+ public:
+  virtual ~BlobReader() = default;
+  virtual const std::string& blob_id() const = 0;
+  virtual base::Result<uint64_t> Size() = 0;
+  virtual base::Status ReadAt(uint64_t offset, base::MutableByteSpan dst) = 0;
+};
+
+class BlobBackend {
+ public:
+  virtual ~BlobBackend() = default;
+  // Opens blob `blob_id`; kNotFound when it does not exist.
+  virtual base::Result<std::unique_ptr<BlobReader>> Open(const std::string& blob_id) = 0;
+};
+
+// True for names that can be used as a file name in a blob directory: no
+// '/', not "." or "..", 1..255 bytes. Blob ids come from untrusted images.
+bool IsSafeBlobId(const std::string& blob_id);
+
+// A local file as a blob.
+class LocalFileReader final : public BlobReader {
+ public:
+  static base::Result<std::unique_ptr<LocalFileReader>> Open(const std::string& path,
+                                                            std::string blob_id);
+  const std::string& blob_id() const override { return blob_id_; }
+  base::Result<uint64_t> Size() override;
+  base::Status ReadAt(uint64_t offset, base::MutableByteSpan dst) override;
+
+ private:
+  LocalFileReader(base::UniqueFd fd, std::string path, std::string blob_id)
+      : fd_(std::move(fd)), path_(std::move(path)), blob_id_(std::move(blob_id)) {}
+  base::UniqueFd fd_;
+  std::string path_;
+  std::string blob_id_;
+};
+
+// Blobs stored as files named by blob id in one directory, plus optional
+// blobs given by explicit path (id -> file), which take precedence.
+class LocalFsBackend final : public BlobBackend {
+ public:
+  explicit LocalFsBackend(std::string dir, std::map<std::string, std::string> files = {})
+      : dir_(std::move(dir)), files_(std::move(files)) {}
+  base::Result<std::unique_ptr<BlobReader>> Open(const std::string& blob_id) override;
+
+ private:
+  std::string dir_;
+  std::map<std::string, std::string> files_;
+};
+
+}  // namespace rfs::storage
