@@ -39,6 +39,8 @@ Result<ErofsSuperBlock> DecodeErofsSuperBlock(ByteSpan file) {
   sb.s_extslots = p[13];
   sb.s_root_nid = LoadLe16(p + 14);
   sb.s_inos = LoadLe64(p + 16);
+  sb.s_build_time = LoadLe64(p + 24);
+  sb.s_build_time_nsec = LoadLe32(p + 32);
   sb.s_blocks = LoadLe32(p + 36);
   sb.s_meta_blkaddr = LoadLe32(p + 40);
   sb.s_xattr_blkaddr = LoadLe32(p + 44);

@@ -80,6 +80,8 @@ struct ErofsSuperBlock {
   uint8_t s_extslots;
   uint16_t s_root_nid;
   uint64_t s_inos;
+  uint64_t s_build_time;
+  uint32_t s_build_time_nsec;
   uint32_t s_blocks;
   uint32_t s_meta_blkaddr;
   uint32_t s_xattr_blkaddr;

@@ -428,8 +428,14 @@ Result<Attr> V6Metadata::GetAttr(uint64_t ino) const {
   a.gid = in.i_gid;
   a.size = in.i_size;
   a.blocks = (in.i_size + 511) / 512;
-  a.mtime = in.i_mtime;
-  a.mtime_nsec = in.i_mtime_nsec;
+  if (in.extended) {
+    a.mtime = in.i_mtime;
+    a.mtime_nsec = in.i_mtime_nsec;
+  } else {
+    // Compact inodes have no mtime: EROFS reports the build time (0 in RAFS).
+    a.mtime = sb_.s_build_time;
+    a.mtime_nsec = sb_.s_build_time_nsec;
+  }
   if (S_ISCHR(in.i_mode) || S_ISBLK(in.i_mode)) a.rdev = DecodeRdev(in.i_u);
   if (S_ISDIR(in.i_mode) || S_ISREG(in.i_mode) || S_ISLNK(in.i_mode)) {
     // Nothing more to check here; data is validated when read.
