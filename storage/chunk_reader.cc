@@ -49,17 +49,22 @@ Status ReadChunk(BlobReader& reader, const BlobInfo& blob, const ChunkInfo& chun
     return base::StrCat("blob ", blob.blob_id, " chunk ", chunk.index, " (blob offset ",
                         chunk.compressed_offset, ", ", chunk.compressed_size, " bytes)");
   };
+  // A chunk that lies past the end of its blob is corrupt metadata.
+  auto read_error = [&](const Status& s) {
+    if (s.code() == base::StatusCode::kOutOfRange) return DataLossError(where(), ": ", s.message());
+    return s.WithContext(where());
+  };
   if (!chunk.compressed) {
     if (chunk.compressed_size != chunk.uncompressed_size) {
       return DataLossError(where(), ": stored raw but sizes differ (", chunk.uncompressed_size,
                            " uncompressed)");
     }
     Status s = reader.ReadAt(chunk.compressed_offset, out);
-    if (!s.ok()) return s.WithContext(where());
+    if (!s.ok()) return read_error(s);
   } else {
     std::vector<uint8_t> stored(chunk.compressed_size);
     Status s = reader.ReadAt(chunk.compressed_offset, stored);
-    if (!s.ok()) return s.WithContext(where());
+    if (!s.ok()) return read_error(s);
     s = Decompress(blob.compressor, stored, out);
     if (!s.ok()) return s.WithContext(where());
   }

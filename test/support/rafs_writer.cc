@@ -94,23 +94,34 @@ uint32_t EncodeDev(uint64_t rdev) {
 
 uint8_t DirentType(uint32_t mode) {
   switch (FileType(mode)) {
-    case S_IFREG: return 1;
-    case S_IFDIR: return 2;
-    case S_IFCHR: return 3;
-    case S_IFBLK: return 4;
-    case S_IFIFO: return 5;
-    case S_IFSOCK: return 6;
-    case S_IFLNK: return 7;
+    case S_IFREG:
+      return 1;
+    case S_IFDIR:
+      return 2;
+    case S_IFCHR:
+      return 3;
+    case S_IFBLK:
+      return 4;
+    case S_IFIFO:
+      return 5;
+    case S_IFSOCK:
+      return 6;
+    case S_IFLNK:
+      return 7;
   }
   return 0;
 }
 
 uint64_t CompressorFlag(Compressor c) {
   switch (c) {
-    case Compressor::kNone: return kFlagCompressNone;
-    case Compressor::kLz4Block: return kFlagCompressLz4;
-    case Compressor::kGzip: return kFlagCompressGzip;
-    case Compressor::kZstd: return kFlagCompressZstd;
+    case Compressor::kNone:
+      return kFlagCompressNone;
+    case Compressor::kLz4Block:
+      return kFlagCompressLz4;
+    case Compressor::kGzip:
+      return kFlagCompressGzip;
+    case Compressor::kZstd:
+      return kFlagCompressZstd;
   }
   return 0;
 }
@@ -163,7 +174,8 @@ Result<std::vector<EncodedXattr>> EncodeXattrs(
     const XattrPrefix* match = nullptr;
     for (const XattrPrefix& p : kXattrPrefixes) {
       if (p.exact ? name == p.prefix
-                  : (name.size() > p.prefix.size() && name.compare(0, p.prefix.size(), p.prefix) == 0)) {
+                  : (name.size() > p.prefix.size() &&
+                     name.compare(0, p.prefix.size(), p.prefix) == 0)) {
         match = &p;
         break;
       }
@@ -177,7 +189,8 @@ Result<std::vector<EncodedXattr>> EncodeXattrs(
       return InvalidArgumentError("xattr name of ", path, " longer than 255 bytes");
     }
     if (value.size() > 65535) {
-      return InvalidArgumentError("xattr '", name, "' of ", path, ": value longer than 65535 bytes");
+      return InvalidArgumentError("xattr '", name, "' of ", path,
+                                  ": value longer than 65535 bytes");
     }
     names.push_back(name);
     out.push_back({match->index, std::string_view(name).substr(match->prefix.size()), value});
@@ -248,7 +261,8 @@ class Tree {
 };
 
 Status ValidatePath(std::string_view path) {
-  if (path.empty() || path[0] != '/') return InvalidArgumentError("path '", path, "' is not absolute");
+  if (path.empty() || path[0] != '/')
+    return InvalidArgumentError("path '", path, "' is not absolute");
   if (path == "/") return Status::Ok();
   if (path.back() == '/') return InvalidArgumentError("path '", path, "' ends with '/'");
   size_t pos = 1;
@@ -346,13 +360,19 @@ Status Tree::Build(const std::vector<TreeEntry>& entries) {
     }
     uint32_t type = FileType(e.mode);
     switch (type) {
-      case S_IFREG: case S_IFDIR: case S_IFLNK: case S_IFCHR: case S_IFBLK: case S_IFIFO:
+      case S_IFREG:
+      case S_IFDIR:
+      case S_IFLNK:
+      case S_IFCHR:
+      case S_IFBLK:
+      case S_IFIFO:
       case S_IFSOCK:
         break;
       default:
         return InvalidArgumentError(e.path, ": bad file type in mode ", base::Hex(e.mode));
     }
-    if (e.path == "/" && type != S_IFDIR) return InvalidArgumentError("the root must be a directory");
+    if (e.path == "/" && type != S_IFDIR)
+      return InvalidArgumentError("the root must be a directory");
     if (type != S_IFREG && !e.data.empty()) {
       return InvalidArgumentError(e.path, ": data on a non-regular file");
     }
@@ -423,17 +443,23 @@ Status Tree::Build(const std::vector<TreeEntry>& entries) {
 // ---------------------------------------------------------------------------
 // CRC-32C.
 
-const std::array<uint32_t, 256>& Crc32cTable() {
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
+// Slicing-by-8 tables: t[0] is the bytewise table of the reflected
+// polynomial 0x82F63B78, t[k][i] advances t[k-1][i] by one more zero byte.
+using Crc32cTables = std::array<std::array<uint32_t, 256>, 8>;
+const Crc32cTables& Crc32cTable() {
+  static const Crc32cTables tables = [] {
+    Crc32cTables t{};
     for (uint32_t i = 0; i < 256; ++i) {
       uint32_t c = i;
       for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-      t[i] = c;
+      t[0][i] = c;
+    }
+    for (int k = 1; k < 8; ++k) {
+      for (uint32_t i = 0; i < 256; ++i) t[k][i] = (t[k - 1][i] >> 8) ^ t[0][t[k - 1][i] & 0xFF];
     }
     return t;
   }();
-  return table;
+  return tables;
 }
 
 // ---------------------------------------------------------------------------
@@ -607,6 +633,15 @@ std::vector<int> FileOrder(const Tree& t, const std::vector<std::string>& prefet
 }
 
 Status CutChunks(Tree& t, ChunkStore& store, const WriterOptions& o) {
+  // Reserve blob memory up front (an upper bound per slot; pages are only
+  // touched when written) so that appending never copies the data again.
+  uint64_t total = 0;
+  for (const Inode& i : t.inodes) {
+    if (IsReg(i.e->mode)) total += i.e->data.size();
+  }
+  for (BlobSlot& s : store.slots()) {
+    s.data.reserve(o.blob_count == 1 ? total : total / o.blob_count * 2 + o.chunk_size);
+  }
   int counter = 0;
   for (int ino : FileOrder(t, o.prefetch_paths)) {
     Inode& inode = t.inodes[ino];
@@ -658,9 +693,12 @@ struct TocEntry {
 
 uint32_t TocFlags(Compressor c) {
   switch (c) {
-    case Compressor::kZstd: return 0x2;
-    case Compressor::kLz4Block: return 0x4;
-    default: return 0x1;
+    case Compressor::kZstd:
+      return 0x2;
+    case Compressor::kLz4Block:
+      return 0x4;
+    default:
+      return 0x1;
   }
 }
 
@@ -706,7 +744,9 @@ struct V6BlobBuild {
 uint32_t LayoutFeatures(BlobLayout l, bool v2) {
   uint32_t f = 0;
   switch (l) {
-    case BlobLayout::kDefault: f = kFeatCapTarToc | kFeatAligned; break;
+    case BlobLayout::kDefault:
+      f = kFeatCapTarToc | kFeatAligned;
+      break;
     case BlobLayout::kToc:
       f = kFeatCapTarToc | kFeatHasToc | kFeatHasTarHeader | kFeatInlinedChunkDigest | kFeatAligned;
       break;
@@ -728,8 +768,8 @@ std::vector<uint8_t> EncodeCiArray(const ChunkStore& store, const BlobSlot& slot
     const StoredChunk& c = store.chunks[id];
     if (v2) {
       uint64_t flags = (c.compressed ? 0x01 : 0) | (c.has_crc ? 0x10 : 0);
-      StoreLe64(p, (c.uoff >> kBlockBits) | (static_cast<uint64_t>(c.usize - 1) << 32) |
-                       (flags << 56));
+      StoreLe64(
+          p, (c.uoff >> kBlockBits) | (static_cast<uint64_t>(c.usize - 1) << 32) | (flags << 56));
       StoreLe64(p + 8, c.coff | (static_cast<uint64_t>(c.csize) << 40));
       StoreLe64(p + 16, c.has_crc ? c.crc : 0);
       p += 24;
@@ -737,8 +777,8 @@ std::vector<uint8_t> EncodeCiArray(const ChunkStore& store, const BlobSlot& slot
       uint64_t u = c.usize - 1;
       uint64_t s = c.csize - 1;
       StoreLe64(p, (c.uoff & 0xFFFFFFFF000ull) | (((u >> 20) & 0xF) << 8) | ((u & 0xFFFFF) << 44));
-      StoreLe64(p + 8, (c.coff & 0xFFFFFFFFFFull) | (((s >> 20) & 0xF) << 40) |
-                           ((s & 0xFFFFF) << 44));
+      StoreLe64(p + 8,
+                (c.coff & 0xFFFFFFFFFFull) | (((s >> 20) & 0xF) << 40) | ((s & 0xFFFFF) << 44));
       p += 16;
     }
   }
@@ -768,7 +808,8 @@ Result<V6BlobBuild> BuildV6BlobHead(const ChunkStore& store, BlobSlot& slot,
   std::vector<uint8_t> ci = EncodeCiArray(store, slot, o.ci_v2);
   std::vector<uint8_t> ci_stored;
   // The ToC cannot describe a gzip payload, so with a ToC gzip ci stays raw.
-  bool try_compress = o.compressor != Compressor::kNone && !(toc && o.compressor == Compressor::kGzip);
+  bool try_compress =
+      o.compressor != Compressor::kNone && !(toc && o.compressor == Compressor::kGzip);
   if (try_compress) {
     ASSIGN_OR_RETURN(ci_stored, storage::Compress(o.compressor, ByteSpan(ci)));
     if (ci_stored.size() < ci.size()) info.ci_compressor = o.compressor;
@@ -794,8 +835,8 @@ Result<V6BlobBuild> BuildV6BlobHead(const ChunkStore& store, BlobSlot& slot,
   if (toc) {
     b.toc.push_back({TocFlags(info.ci_compressor), "blob.meta", base::Sha256(ByteSpan(ci)),
                      info.ci_offset, info.ci_csize, info.ci_usize});
-    b.toc.push_back({0x1, "blob.meta.header", base::Sha256(ByteSpan(h, kCiHeaderSize)),
-                     header_off, kCiHeaderSize, kCiHeaderSize});
+    b.toc.push_back({0x1, "blob.meta.header", base::Sha256(ByteSpan(h, kCiHeaderSize)), header_off,
+                     kCiHeaderSize, kCiHeaderSize});
   }
   if (info.features & kFeatInlinedChunkDigest) {
     b.digest_off = out.size();
@@ -805,8 +846,8 @@ Result<V6BlobBuild> BuildV6BlobHead(const ChunkStore& store, BlobSlot& slot,
       out.insert(out.end(), d.begin(), d.end());
     }
     ByteSpan arr(out.data() + b.digest_off, b.digest_len);
-    b.toc.push_back({0x1, "blob.digest", base::Sha256(arr), b.digest_off, b.digest_len,
-                     b.digest_len});
+    b.toc.push_back(
+        {0x1, "blob.digest", base::Sha256(arr), b.digest_off, b.digest_len, b.digest_len});
     AppendTarHeader(out, "blob.digest", b.digest_len);
   }
   info.compressed_size = out.size();
@@ -943,7 +984,8 @@ Status V6Writer::PrepareInode(Inode& i, int node) {
   uint64_t xsize = 0;
   if (!i.xattrs.empty()) {
     xsize = 12;
-    for (const EncodedXattr& x : i.xattrs) xsize += AlignUp(4 + x.suffix.size() + x.value.size(), 4);
+    for (const EncodedXattr& x : i.xattrs)
+      xsize += AlignUp(4 + x.suffix.size() + x.value.size(), 4);
     if ((xsize - 12) / 4 + 1 > 0xFFFF) {
       return InvalidArgumentError(e.path, ": xattrs too large for an inline xattr area");
     }
@@ -968,8 +1010,8 @@ Status V6Writer::PrepareInode(Inode& i, int node) {
     uint64_t tail = i.size % kBlockSize;
     bool inl = tail != 0 && InodeSize(i) + i.xattr_size + tail <= kBlockSize;
     i.layout = inl ? kLayoutFlatInline : kLayoutFlatPlain;
-    i.full_blocks = static_cast<uint32_t>(inl ? i.size / kBlockSize
-                                              : AlignUp(i.size, kBlockSize) / kBlockSize);
+    i.full_blocks =
+        static_cast<uint32_t>(inl ? i.size / kBlockSize : AlignUp(i.size, kBlockSize) / kBlockSize);
   } else {
     i.layout = kLayoutFlatPlain;
   }
@@ -1050,7 +1092,8 @@ Status V6Writer::Layout() {
   for (int n : placed_nodes_) {
     Inode& i = t_.inodes[t_.nodes[n].inode];
     if (i.full_blocks == 0) continue;
-    if (blk + i.full_blocks > 0xFFFFFFFFull) return base::ResourceExhaustedError("bootstrap too big");
+    if (blk + i.full_blocks > 0xFFFFFFFFull)
+      return base::ResourceExhaustedError("bootstrap too big");
     i.raw_blkaddr = static_cast<uint32_t>(blk);
     blk += i.full_blocks;
   }
@@ -1258,8 +1301,8 @@ Result<WrittenImage> WriteV6(Tree& t, const WriterOptions& o) {
     builds.push_back(std::move(bb));
   }
   WrittenImage img;
-  bool inline_meta = o.layout == BlobLayout::kInlineMetaToc ||
-                     o.layout == BlobLayout::kInlineMetaNoToc;
+  bool inline_meta =
+      o.layout == BlobLayout::kInlineMetaToc || o.layout == BlobLayout::kInlineMetaNoToc;
   std::vector<V6BlobInfo> infos;
   if (inline_meta && !builds.empty()) {
     builds[0].info.id = std::string(64, 'x');
@@ -1488,7 +1531,9 @@ Status ValidateOptions(const WriterOptions& o) {
     return InvalidArgumentError("blob_count must be 1..254, got ", o.blob_count);
   }
   switch (o.compressor) {
-    case Compressor::kNone: case Compressor::kLz4Block: case Compressor::kGzip:
+    case Compressor::kNone:
+    case Compressor::kLz4Block:
+    case Compressor::kGzip:
     case Compressor::kZstd:
       break;
     default:
@@ -1547,9 +1592,16 @@ struct Rng {
 }  // namespace
 
 uint32_t Crc32c(ByteSpan data) {
-  const auto& table = Crc32cTable();
+  const Crc32cTables& t = Crc32cTable();
   uint32_t c = 0xFFFFFFFFu;
-  for (uint8_t b : data) c = table[(c ^ b) & 0xFF] ^ (c >> 8);
+  const uint8_t* p = data.data();
+  size_t n = data.size();
+  for (; n >= 8; n -= 8, p += 8) {
+    uint64_t v = base::LoadLe64(p) ^ c;
+    c = t[7][v & 0xFF] ^ t[6][(v >> 8) & 0xFF] ^ t[5][(v >> 16) & 0xFF] ^ t[4][(v >> 24) & 0xFF] ^
+        t[3][(v >> 32) & 0xFF] ^ t[2][(v >> 40) & 0xFF] ^ t[1][(v >> 48) & 0xFF] ^ t[0][v >> 56];
+  }
+  for (; n > 0; --n, ++p) c = t[0][(c ^ *p) & 0xFF] ^ (c >> 8);
   return ~c;
 }
 
@@ -1573,10 +1625,11 @@ Status WriteImageToDir(const WrittenImage& image, const std::string& dir) {
 
 std::vector<TreeEntry> MakeWideTree(int entries, uint32_t seed) {
   Rng rng{0x5EED0000ull ^ seed};
-  static const char* const kWords[] = {
-      "alpha", "beta", "gamma", "delta", "config", "value", "return", "static", "const",
-      "include", "struct", "void", "int", "char", "buffer", "length", "offset", "error",
-      "status", "result", "the", "of", "and", "to", "in", "is", "for", "with", "on", "as"};
+  static const char* const kWords[] = {"alpha",  "beta",   "gamma",  "delta",   "config", "value",
+                                       "return", "static", "const",  "include", "struct", "void",
+                                       "int",    "char",   "buffer", "length",  "offset", "error",
+                                       "status", "result", "the",    "of",      "and",    "to",
+                                       "in",     "is",     "for",    "with",    "on",     "as"};
   constexpr size_t kWordCount = sizeof(kWords) / sizeof(kWords[0]);
   // A shared pool of pseudo text; each file takes a random window of it.
   std::string pool;
@@ -1621,8 +1674,8 @@ std::vector<TreeEntry> MakeWideTree(int entries, uint32_t seed) {
       } else if (r < 15) {
         e.path = StrCat(dir.path, "/link", counter);
         e.mode = S_IFLNK | 0777;
-        e.symlink_target = rng.Below(2) == 0 ? StrCat("file", counter - 1)
-                                             : StrCat("/usr/lib/target/", counter);
+        e.symlink_target =
+            rng.Below(2) == 0 ? StrCat("file", counter - 1) : StrCat("/usr/lib/target/", counter);
       } else {
         e.path = StrCat(dir.path, "/file", counter, rng.Below(3) == 0 ? ".txt" : ".so");
         e.mode = S_IFREG | (rng.Below(5) == 0 ? 0755 : 0644);

@@ -3,6 +3,19 @@
 // independently of the reader in rafs/, so round trips cross-check both.
 //
 // Not production code: the builder (rafs/builder) is the real writer.
+//
+// Output (spec §9.1 with the default options): v6 with 4 KiB blocks, root at
+// nid 128, extended inodes, inline xattrs, `.`/`..` in byte-sorted dirents,
+// CHUNK_BASED files with 8-byte chunk indexes, the 80-byte chunk table, and
+// per blob: chunk data, ci array, ci header [+ tar headers, digest array,
+// inlined bootstrap, ToC per BlobLayout]. Identical chunks are stored once per
+// image; a blob without chunks is never listed; a tree without file data
+// gives the no-blob bootstrap of spec §3. v5 follows spec §7 (records in index
+// order, blobs are plain chunk concatenations).
+//
+// Invalid input (relative or duplicate paths, xattr names outside the five
+// EROFS prefixes, symlink targets outside 1..4096 bytes, bad options) gives
+// kInvalidArgument.
 #pragma once
 
 #include <sys/types.h>
@@ -32,7 +45,9 @@ struct TreeEntry {
   std::string symlink_target;  // symlinks
   uint64_t rdev = 0;           // char/block devices (glibc makedev value)
   std::vector<std::pair<std::string, std::string>> xattrs;  // full names
-  std::string hardlink_to;  // regular files: path of an earlier entry to share the inode with
+  // Regular files: path of an earlier entry to share the inode with; the
+  // other fields of a hardlink entry are ignored.
+  std::string hardlink_to;
 };
 
 enum class BlobLayout {
@@ -43,16 +58,22 @@ enum class BlobLayout {
 };
 
 struct WriterOptions {
-  int fs_version = 6;  // 5 or 6
+  int fs_version = 6;  // 5 or 6 (v5: only kDefault layout, no ci_v2/compact_inodes)
   storage::Compressor compressor = storage::Compressor::kZstd;
   base::DigestAlgo digester = base::DigestAlgo::kBlake3;
   uint32_t chunk_size = 1 << 20;
-  bool compact_inodes = false;  // v6: use 32-byte compact inodes where the values fit
-  bool ci_v2 = false;           // v6: 24-byte ci entries (CHUNK_INFO_V2)
+  // v6: 32-byte compact inodes where uid/gid/nlink/size fit (compact inodes
+  // carry no mtime, so mtimes are dropped for them).
+  bool compact_inodes = false;
+  bool ci_v2 = false;  // v6: 24-byte ci entries (CHUNK_INFO_V2)
   BlobLayout layout = BlobLayout::kDefault;
   bool explicit_uid_gid = true;
-  std::vector<std::string> prefetch_paths;  // prefetch table entries
-  // Number of data blobs to spread files over (round robin per file), >= 1.
+  // Prefetch table entries (v6: nids, v5: inode numbers), in this order;
+  // paths not in the tree are skipped. Files under them are written first.
+  // v6 writes no prefetch table without blobs (spec §3.5).
+  std::vector<std::string> prefetch_paths;
+  // Number of data blobs to spread files over (round robin per file), 1..254.
+  // Inline-meta layouts need 1.
   int blob_count = 1;
   // Store the CRC-32C of every chunk (chunk flag HAS_CRC32, spec 2.5) in the
   // chunk records and, with ci_v2, in the ci entries. Cleared per chunk when
