@@ -32,8 +32,8 @@ int main(int argc, char** argv) {
   add("/chr", S_IFCHR | 0600).rdev = (5u << 8) | 1;
   add("/fifo", S_IFIFO | 0600);
   add("/sock", S_IFSOCK | 0600);
+  add("/big", S_IFDIR | 0755);
   for (int i = 0; i < 150; ++i) add("/big/entry-" + std::to_string(i), S_IFREG | 0600).data = "y";
-  tree.insert(tree.begin() + 8, TreeEntry{"/big", S_IFDIR | 0755});
 
   int written = 0;
   for (int version : {5, 6}) {
