@@ -1,0 +1,269 @@
+#include "cmd/rafs-snapshotter/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace rfs::cmd {
+
+using base::InvalidArgumentError;
+using base::Result;
+using base::Status;
+
+const char* const kDefaultConfigYaml = R"yaml(# rafs-snapshotter configuration. Every key is optional; shown with its default.
+# Command-line flags (--root, --address, --log-level) override the file.
+version: 1
+
+# State directory: metadata.db and snapshots/<id>/{fs,work}. Created 0700.
+root: /var/lib/containerd/io.containerd.snapshotter.v1.nydus
+
+# gRPC unix socket containerd dials ([proxy_plugins.nydus] address).
+address: /run/containerd-nydus/containerd-nydus-grpc.sock
+
+grpc:
+  # Permissions of the socket (octal string) and its group (-1: unchanged).
+  socket_mode: "0660"
+  socket_gid: -1
+  # Larger requests are refused (RESOURCE_EXHAUSTED); containerd's own limit.
+  max_message_bytes: 16777216
+  # On SIGTERM, in-flight RPCs get this long to finish before they are cancelled.
+  shutdown_grace_seconds: 10
+
+log:
+  # debug | info | warn | error
+  level: info
+
+metrics:
+  # Prometheus text on GET /v1/metrics (and /metrics), liveness on GET /healthz.
+  # "" turns the endpoint off. Use 127.0.0.1 unless you mean to expose it.
+  address: "127.0.0.1:9110"
+
+snapshot:
+  # Delete a removed snapshot's directory at once instead of in Cleanup
+  # (containerd calls Cleanup after each garbage collection).
+  sync_remove: false
+  # Overlay mount options added to every overlay mount.
+  overlay_index_off: false
+  overlay_userxattr: false
+  # "volatile" on every active overlay (otherwise only for snapshots labelled
+  # containerd.io/snapshot/overlay.volatile).
+  overlay_volatile: false
+)yaml";
+
+namespace {
+
+std::string NodeText(const YAML::Node& n) {
+  if (n.IsScalar()) return "\"" + n.Scalar() + "\"";
+  if (n.IsSequence()) return "a list";
+  if (n.IsMap()) return "a map";
+  return "null";
+}
+
+class Reader {
+ public:
+  explicit Reader(std::string source) : source_(std::move(source)) {}
+
+  Status Error(const std::string& key, const std::string& what) const {
+    return InvalidArgumentError("config ", source_, ": key \"", key, "\": ", what);
+  }
+
+  // Fails on keys of `map` not in `known` (named with `prefix`).
+  Status CheckKeys(const YAML::Node& map, const std::string& prefix,
+                   const std::set<std::string>& known) const {
+    for (const auto& kv : map) {
+      std::string k = kv.first.IsScalar() ? kv.first.Scalar() : "?";
+      if (known.count(k) == 0) {
+        std::string list;
+        for (const std::string& s : known) list += (list.empty() ? "" : ", ") + s;
+        return InvalidArgumentError("config ", source_, ": unknown key \"", prefix, k,
+                                    "\" (known here: ", list, ")");
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status String(const YAML::Node& n, const std::string& key, std::string* out) const {
+    if (!n) return Status::Ok();
+    if (!n.IsScalar()) return Error(key, "expected a string, got " + NodeText(n));
+    *out = n.Scalar();
+    return Status::Ok();
+  }
+
+  Status Bool(const YAML::Node& n, const std::string& key, bool* out) const {
+    if (!n) return Status::Ok();
+    const std::string s = n.IsScalar() ? n.Scalar() : "";
+    if (s == "true") {
+      *out = true;
+    } else if (s == "false") {
+      *out = false;
+    } else {
+      return Error(key, "expected true or false, got " + NodeText(n));
+    }
+    return Status::Ok();
+  }
+
+  Status Int(const YAML::Node& n, const std::string& key, long long lo, long long hi,
+             long long* out) const {
+    if (!n) return Status::Ok();
+    if (!n.IsScalar()) return Error(key, "expected an integer, got " + NodeText(n));
+    const std::string& s = n.Scalar();
+    char* end = nullptr;
+    errno = 0;
+    long long v = std::strtoll(s.c_str(), &end, 10);
+    if (s.empty() || *end != '\0' || errno != 0) {
+      return Error(key, "expected an integer, got " + NodeText(n));
+    }
+    if (v < lo || v > hi) {
+      return Error(key, base::StrCat("value ", v, " is outside ", lo, "..", hi));
+    }
+    *out = v;
+    return Status::Ok();
+  }
+
+ private:
+  std::string source_;
+};
+
+Status Apply(const YAML::Node& root, const Reader& r, Config* c) {
+  if (!root || root.IsNull()) return Status::Ok();
+  if (!root.IsMap()) return r.Error("", "the document must be a map, got " + NodeText(root));
+  RETURN_IF_ERROR(r.CheckKeys(root, "",
+                              {"version", "root", "address", "grpc", "log", "metrics", "snapshot"}));
+  long long version = 1;
+  RETURN_IF_ERROR(r.Int(root["version"], "version", 1, 1, &version));
+  RETURN_IF_ERROR(r.String(root["root"], "root", &c->snapshotter.root));
+  if (c->snapshotter.root.empty() || c->snapshotter.root[0] != '/') {
+    return r.Error("root", "\"" + c->snapshotter.root + "\" is not an absolute path");
+  }
+  RETURN_IF_ERROR(r.String(root["address"], "address", &c->server.socket_path));
+  if (c->server.socket_path.empty()) return r.Error("address", "must not be empty");
+
+  if (YAML::Node g = root["grpc"]) {
+    if (!g.IsMap()) return r.Error("grpc", "expected a map, got " + NodeText(g));
+    RETURN_IF_ERROR(r.CheckKeys(g, "grpc.", {"socket_mode", "socket_gid", "max_message_bytes",
+                                             "shutdown_grace_seconds"}));
+    if (g["socket_mode"]) {
+      std::string mode;
+      RETURN_IF_ERROR(r.String(g["socket_mode"], "grpc.socket_mode", &mode));
+      char* end = nullptr;
+      unsigned long v = std::strtoul(mode.c_str(), &end, 8);
+      if (mode.empty() || *end != '\0' || v > 0777) {
+        return r.Error("grpc.socket_mode", "\"" + mode + "\" is not an octal mode 0000..0777");
+      }
+      c->server.socket_mode = static_cast<mode_t>(v);
+    }
+    long long gid = -1;
+    RETURN_IF_ERROR(r.Int(g["socket_gid"], "grpc.socket_gid", -1, 0x7fffffff, &gid));
+    c->server.socket_gid = static_cast<gid_t>(gid);
+    long long max = c->server.max_message_bytes;
+    RETURN_IF_ERROR(r.Int(g["max_message_bytes"], "grpc.max_message_bytes", 4096, 1 << 30, &max));
+    c->server.max_message_bytes = static_cast<int>(max);
+    long long grace = c->shutdown_grace.count() / 1000;
+    RETURN_IF_ERROR(r.Int(g["shutdown_grace_seconds"], "grpc.shutdown_grace_seconds", 0, 3600,
+                          &grace));
+    c->shutdown_grace = std::chrono::seconds(grace);
+  }
+  if (YAML::Node l = root["log"]) {
+    if (!l.IsMap()) return r.Error("log", "expected a map, got " + NodeText(l));
+    RETURN_IF_ERROR(r.CheckKeys(l, "log.", {"level"}));
+    if (l["level"]) {
+      std::string level;
+      RETURN_IF_ERROR(r.String(l["level"], "log.level", &level));
+      if (!base::ParseLogLevel(level, &c->log_level)) {
+        return r.Error("log.level", "\"" + level + "\" is not debug, info, warn or error");
+      }
+    }
+  }
+  if (YAML::Node m = root["metrics"]) {
+    if (!m.IsMap()) return r.Error("metrics", "expected a map, got " + NodeText(m));
+    RETURN_IF_ERROR(r.CheckKeys(m, "metrics.", {"address"}));
+    RETURN_IF_ERROR(r.String(m["address"], "metrics.address", &c->metrics_address));
+    if (!c->metrics_address.empty()) {
+      std::string host;
+      int port;
+      Status s = ParseHostPort(c->metrics_address, &host, &port);
+      if (!s.ok()) return r.Error("metrics.address", s.message());
+    }
+  }
+  if (YAML::Node s = root["snapshot"]) {
+    if (!s.IsMap()) return r.Error("snapshot", "expected a map, got " + NodeText(s));
+    RETURN_IF_ERROR(r.CheckKeys(s, "snapshot.", {"sync_remove", "overlay_index_off",
+                                                 "overlay_userxattr", "overlay_volatile"}));
+    RETURN_IF_ERROR(r.Bool(s["sync_remove"], "snapshot.sync_remove", &c->snapshotter.sync_remove));
+    RETURN_IF_ERROR(r.Bool(s["overlay_index_off"], "snapshot.overlay_index_off",
+                           &c->snapshotter.overlay.index_off));
+    RETURN_IF_ERROR(r.Bool(s["overlay_userxattr"], "snapshot.overlay_userxattr",
+                           &c->snapshotter.overlay.userxattr));
+    RETURN_IF_ERROR(r.Bool(s["overlay_volatile"], "snapshot.overlay_volatile",
+                           &c->snapshotter.overlay.volatile_all));
+  }
+  return Status::Ok();
+}
+
+Result<Config> ParseInto(Config c, const std::string& yaml, const std::string& source) {
+  YAML::Node root;
+  // yaml-cpp reports syntax errors by throwing; caught here, at the call.
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    return InvalidArgumentError("config ", source, ": line ", e.mark.line + 1, ", column ",
+                                e.mark.column + 1, ": ", e.msg);
+  }
+  Reader r(source);
+  Status s;
+  try {
+    s = Apply(root, r, &c);
+  } catch (const YAML::Exception& e) {
+    s = InvalidArgumentError("config ", source, ": ", e.what());
+  }
+  if (!s.ok()) return s;
+  return c;
+}
+
+}  // namespace
+
+Status ParseHostPort(const std::string& address, std::string* host, int* port) {
+  size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) {
+    return InvalidArgumentError("\"", address, "\" is not host:port");
+  }
+  std::string h = address.substr(0, colon);
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  std::string p = address.substr(colon + 1);
+  char* end = nullptr;
+  long v = std::strtol(p.c_str(), &end, 10);
+  if (*end != '\0' || v < 1 || v > 65535 || h.empty()) {
+    return InvalidArgumentError("\"", address, "\" is not host:port with a port 1..65535");
+  }
+  *host = h;
+  *port = static_cast<int>(v);
+  return Status::Ok();
+}
+
+Config DefaultConfig() {
+  Result<Config> c = ParseInto(Config(), kDefaultConfigYaml, "<defaults>");
+  if (!c.ok()) {
+    // The built-in text is tested; failing here is a programming error.
+    RFS_LOG(kError) << c.status();
+    std::abort();
+  }
+  return *c;
+}
+
+Result<Config> ParseConfig(const std::string& yaml, const std::string& source) {
+  return ParseInto(DefaultConfig(), yaml, source);
+}
+
+Result<Config> LoadConfig(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return base::NotFoundError("config ", path, ": cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return base::InternalError("config ", path, ": read failed");
+  return ParseConfig(ss.str(), path);
+}
+
+}  // namespace rfs::cmd

@@ -1,0 +1,102 @@
+#include "cmd/rafs-snapshotter/metrics_http.h"
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+
+#include "cmd/rafs-snapshotter/config.h"
+
+// After base/ (through the headers above): see snapshots_service.h.
+#include <httplib.h>
+
+namespace rfs::cmd {
+
+using base::Result;
+using base::Status;
+
+namespace {
+
+const auto kStart = std::chrono::steady_clock::now();
+
+int64_t RssKilobytes() {
+  std::ifstream in("/proc/self/statm");
+  long pages_total = 0, pages_rss = 0;
+  if (!(in >> pages_total >> pages_rss)) return 0;
+  return static_cast<int64_t>(pages_rss) * ::sysconf(_SC_PAGESIZE) / 1024;
+}
+
+int64_t OpenFds() {
+  DIR* d = ::opendir("/proc/self/fd");
+  if (d == nullptr) return 0;
+  int64_t n = 0;
+  while (::readdir(d) != nullptr) ++n;
+  ::closedir(d);
+  return n - 3;  // ".", ".." and the fd of this DIR
+}
+
+}  // namespace
+
+Result<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
+    const std::string& address, snapshotter::Snapshotter* snapshotter,
+    base::MetricsRegistry* metrics) {
+  std::string host;
+  int port = 0;
+  RETURN_IF_ERROR(ParseHostPort(address, &host, &port));
+  std::unique_ptr<MetricsHttpServer> s(new MetricsHttpServer());
+  s->snapshotter_ = snapshotter;
+  s->metrics_ = metrics;
+  s->http_ = std::make_unique<httplib::Server>();
+  MetricsHttpServer* self = s.get();
+  auto metrics_handler = [self](const httplib::Request&, httplib::Response& res) {
+    res.set_content(self->Render(), "text/plain; version=0.0.4");
+  };
+  s->http_->Get("/v1/metrics", metrics_handler);
+  s->http_->Get("/metrics", metrics_handler);
+  s->http_->Get("/healthz", [self](const httplib::Request&, httplib::Response& res) {
+    auto counts = self->snapshotter_->CountByKind();
+    if (counts.ok()) {
+      res.set_content("ok\n", "text/plain");
+    } else {
+      res.status = 503;
+      res.set_content(counts.status().ToString() + "\n", "text/plain");
+    }
+  });
+  if (!s->http_->bind_to_port(host, port)) {
+    return base::UnavailableError("metrics endpoint: cannot listen on ", address);
+  }
+  s->port_ = port;
+  s->thread_ = std::thread([self] { self->http_->listen_after_bind(); });
+  return s;
+}
+
+MetricsHttpServer::~MetricsHttpServer() {
+  if (http_) http_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::string MetricsHttpServer::Render() {
+  auto counts = snapshotter_->CountByKind();
+  if (counts.ok()) {
+    for (auto kind : {snapshotter::Kind::kActive, snapshotter::Kind::kView,
+                      snapshotter::Kind::kCommitted}) {
+      auto it = counts->find(kind);
+      metrics_
+          ->GetGauge("snapshotter_snapshots", "Snapshots by kind.",
+                     {{"kind", std::string(snapshotter::KindName(kind))}})
+          ->Set(it == counts->end() ? 0 : it->second);
+    }
+  }
+  metrics_->GetGauge("snapshotter_memory_usage_kilobytes", "Resident memory of the daemon.")
+      ->Set(RssKilobytes());
+  metrics_->GetGauge("snapshotter_fd_counts", "Open file descriptors of the daemon.")
+      ->Set(OpenFds());
+  metrics_->GetGauge("snapshotter_run_time_seconds", "Seconds since the daemon started.")
+      ->Set(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
+                                                             kStart)
+                .count());
+  return metrics_->RenderPrometheus();
+}
+
+}  // namespace rfs::cmd
