@@ -25,10 +25,7 @@ using testing::UpstreamFixture;
 
 constexpr char kBlobId[] = "be7d77eeb719f70884758d1aa800ed0fb09d701aaec469964e9d54325f0d5fef";
 
-std::string Rafs() {
-  const char* dir = std::getenv("RFS_BUILD_DIR");
-  return std::string(dir != nullptr ? dir : "build") + "/cmd/rafs";
-}
+std::string Rafs() { return RFS_RAFS_BINARY; }
 
 std::string Fixture() { return UpstreamFixture("rafs-v6-2.2.boot"); }
 

@@ -220,10 +220,11 @@ std::vector<std::string> Diff(const Tree& img, const Tree& want, const CompareOp
       continue;
     }
     const Node& g = it->second;
+    const std::string& where = path;  // clang 14 cannot capture structured bindings
     auto d = [&](const std::string& what, const auto& got, const auto& expect) {
       if (!(got == expect)) {
         std::ostringstream os;
-        os << path << ": " << what << " is " << got << ", expected " << expect;
+        os << where << ": " << what << " is " << got << ", expected " << expect;
         diffs.push_back(os.str());
       }
     };
