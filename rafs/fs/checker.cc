@@ -62,16 +62,7 @@ Status CrossCheckBlob(const meta::Metadata& m, const meta::BlobEntry& blob,
                                  " digest disagrees with the digest array of blob ",
                                  blob.info.blob_id);
     }
-    ChunkInfo c;
-    c.blob_index = rec.blob_index;
-    c.index = rec.index;
-    c.compressed_offset = rec.compressed_offset;
-    c.compressed_size = rec.compressed_size;
-    c.uncompressed_offset = rec.uncompressed_offset;
-    c.uncompressed_size = rec.uncompressed_size;
-    c.compressed = (rec.flags & format::kChunkCompressed) != 0;
-    c.has_digest = true;
-    std::memcpy(c.digest.data(), rec.block_id, 32);
+    ChunkInfo c = meta::ChunkInfoFromRecord(rec);
     chunks->try_emplace(KeyOf(c), c, base::StrCat("chunk table record ", r));
   }
   return Status::Ok();

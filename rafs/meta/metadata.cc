@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "base/unique_fd.h"
 #include "rafs/format/v5.h"
@@ -83,6 +84,22 @@ uint32_t ModeToDirentType(uint32_t mode) {
     case S_IFSOCK: return DT_SOCK;
     default: return DT_UNKNOWN;
   }
+}
+
+bool IsKnownFileType(uint32_t mode) { return ModeToDirentType(mode) != DT_UNKNOWN; }
+
+storage::ChunkInfo ChunkInfoFromRecord(const format::ChunkRecord& r) {
+  storage::ChunkInfo c;
+  c.blob_index = r.blob_index;
+  c.index = r.index;
+  c.compressed_offset = r.compressed_offset;
+  c.compressed_size = r.compressed_size;
+  c.uncompressed_offset = r.uncompressed_offset;
+  c.uncompressed_size = r.uncompressed_size;
+  c.compressed = (r.flags & format::kChunkCompressed) != 0;
+  c.has_digest = true;
+  std::memcpy(c.digest.data(), r.block_id, 32);
+  return c;
 }
 
 uint64_t DecodeRdev(uint32_t raw) {

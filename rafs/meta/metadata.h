@@ -27,6 +27,7 @@
 #include "base/bytes.h"
 #include "base/digest.h"
 #include "base/status.h"
+#include "rafs/format/v6.h"
 #include "storage/chunk.h"
 
 namespace rfs::rafs::meta {
@@ -162,8 +163,14 @@ base::Result<std::unique_ptr<Metadata>> OpenMetadata(std::vector<uint8_t> bytes,
 // `image.boot`, or the raw bootstrap before a final `image.boot` tar header).
 base::Result<std::unique_ptr<Metadata>> OpenMetadataFile(const std::string& path);
 
-// Decodes a v6 inode's (or any) mode type to DT_* .
+// Decodes a mode's file type to DT_*.
 uint32_t ModeToDirentType(uint32_t mode);
+// True for the seven file types a filesystem image may hold.
+bool IsKnownFileType(uint32_t mode);
+
+// The chunk described by an 80-byte chunk record (v5 inode chunks, v6 chunk
+// table), with its digest.
+storage::ChunkInfo ChunkInfoFromRecord(const format::ChunkRecord& r);
 
 // Linux new_encode_dev (RAFS/EROFS rdev) <-> glibc dev_t.
 uint64_t DecodeRdev(uint32_t raw);

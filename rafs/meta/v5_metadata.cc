@@ -155,11 +155,7 @@ Result<V5InodeRecord> V5Metadata::RecordAt(uint64_t index) const {
   };
   if (r.i_ino == 0 || r.i_ino > sb_.s_inode_table_entries) return bad("i_ino out of range");
   if (r.i_nlink == 0) return bad("i_nlink is 0");
-  switch (r.i_mode & S_IFMT) {
-    case S_IFREG: case S_IFDIR: case S_IFLNK: case S_IFCHR: case S_IFBLK: case S_IFIFO:
-    case S_IFSOCK: break;
-    default: return bad("bad file type in i_mode");
-  }
+  if (!IsKnownFileType(r.i_mode)) return bad("bad file type in i_mode");
   const bool hardlinked_file = S_ISREG(r.i_mode) && r.i_nlink > 1;
   if (index == kRootIno) {
     if (r.i_ino != kRootIno) return bad("root i_ino is not 1");
@@ -316,21 +312,6 @@ Result<uint64_t> V5Metadata::ChunksOffset(const V5InodeRecord& r) const {
   return off;
 }
 
-ChunkInfo V5Metadata::ChunkFromRecord(const uint8_t* p) const {
-  format::ChunkRecord r = format::DecodeChunkRecord(p);
-  ChunkInfo c;
-  c.blob_index = r.blob_index;
-  c.index = r.index;
-  c.compressed_offset = r.compressed_offset;
-  c.compressed_size = r.compressed_size;
-  c.uncompressed_offset = r.uncompressed_offset;
-  c.uncompressed_size = r.uncompressed_size;
-  c.compressed = (r.flags & format::kChunkCompressed) != 0;
-  c.has_digest = true;
-  std::memcpy(c.digest.data(), r.block_id, 32);
-  return c;
-}
-
 Result<ChunkIoVec> V5Metadata::Read(uint64_t ino, uint64_t offset, uint64_t length) const {
   ASSIGN_OR_RETURN(V5InodeRecord r, LoadInode(ino));
   if (!S_ISREG(r.i_mode)) return base::InvalidArgumentError("inode ", ino, " is not a file");
@@ -359,7 +340,7 @@ Result<ChunkIoVec> V5Metadata::Read(uint64_t ino, uint64_t offset, uint64_t leng
   };
   uint64_t prev_end = lo > 0 ? file_offset(lo - 1) : 0;
   for (uint64_t i = lo; i < r.i_child_count && pos < end; ++i) {
-    ChunkInfo c = ChunkFromRecord(base_p + i * 80);
+    ChunkInfo c = ChunkInfoFromRecord(format::DecodeChunkRecord(base_p + i * 80));
     const uint64_t fo = file_offset(i);
     auto bad = [&](const char* what) {
       return DataLossError("rafs v5 inode ", ino, " chunk record ", i, " at offset ",

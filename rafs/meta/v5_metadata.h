@@ -36,7 +36,6 @@ class V5Metadata final : public Metadata {
   // Offset of the chunk records of a regular file, and their validation.
   base::Result<uint64_t> ChunksOffset(const format::V5InodeRecord& r) const;
   base::Status CheckChildRange(const format::V5InodeRecord& r) const;
-  storage::ChunkInfo ChunkFromRecord(const uint8_t* p) const;
 
   format::RafsV5SuperBlock sb_{};
 };

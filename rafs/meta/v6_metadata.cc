@@ -41,19 +41,6 @@ uint32_t DirentTypeToDt(uint8_t t) {
   }
 }
 
-bool ValidFileType(uint32_t mode) {
-  switch (mode & S_IFMT) {
-    case S_IFREG:
-    case S_IFDIR:
-    case S_IFLNK:
-    case S_IFCHR:
-    case S_IFBLK:
-    case S_IFIFO:
-    case S_IFSOCK: return true;
-    default: return false;
-  }
-}
-
 // The file name with every extension stripped (upstream's repeated
 // file_stem): "/x/abc.boot" -> "abc", "abc.tar.gz" -> "abc".
 std::string StemOf(const std::string& path) {
@@ -403,7 +390,7 @@ Result<InodeV6> V6Metadata::LoadInode(uint64_t ino) const {
                          " beyond the bootstrap");
   }
   ASSIGN_OR_RETURN(InodeV6 in, format::DecodeInodeV6(bytes_, off));
-  if (!ValidFileType(in.i_mode)) {
+  if (!IsKnownFileType(in.i_mode)) {
     return DataLossError("inode ", ino, " at offset ", off, ": bad file type in i_mode ",
                          Hex(in.i_mode));
   }
@@ -642,13 +629,7 @@ Result<ChunkInfo> V6Metadata::ResolveChunk(const format::ChunkIndexV6& idx, uint
   if (it != chunk_keys_.end() && it->blob_index == blob_index && it->ci_index == idx.ci_index) {
     const uint64_t off = ext_.s_chunk_table_offset + uint64_t{it->record} * format::kChunkRecordSize;
     format::ChunkRecord r = format::DecodeChunkRecord(bytes_.data() + off);
-    c.compressed_offset = r.compressed_offset;
-    c.compressed_size = r.compressed_size;
-    c.uncompressed_offset = r.uncompressed_offset;
-    c.uncompressed_size = r.uncompressed_size;
-    c.compressed = (r.flags & format::kChunkCompressed) != 0;
-    c.has_digest = true;
-    std::memcpy(c.digest.data(), r.block_id, 32);
+    c = ChunkInfoFromRecord(r);
     if (r.flags & (format::kChunkEncrypted | format::kChunkBatch)) {
       return base::UnimplementedError(where(), ": encrypted or batch chunks are not supported");
     }
