@@ -63,6 +63,9 @@ std::string ToHex(ByteSpan bytes);
 Result<std::string> FromHex(std::string_view hex);
 
 constexpr uint64_t AlignUp(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+// ceil(a / b) without overflow for any a (b > 0). Sizes from untrusted files
+// may be close to 2^64, where (a + b - 1) / b wraps.
+constexpr uint64_t CeilDiv(uint64_t a, uint64_t b) { return a / b + (a % b != 0 ? 1 : 0); }
 constexpr bool IsPowerOfTwo(uint64_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
 }  // namespace rfs::base

@@ -5,11 +5,42 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <random>
+#include <thread>
 
 namespace rfs::storage {
 
 using base::Result;
 using base::Status;
+
+std::string_view IoSourceName(IoSource s) {
+  return s == IoSource::kPrefetch ? "prefetch" : "on_demand";
+}
+
+Status BlobReader::ReadAt(uint64_t offset, base::MutableByteSpan dst, const IoContext& ctx) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  auto backoff = retry_.initial_backoff;
+  for (int attempt = 1;; ++attempt) {
+    if (ctx.deadline.Expired()) {
+      return base::DeadlineExceededError("blob ", blob_id(), ": deadline passed before reading [",
+                                         offset, ", +", dst.size(), ")");
+    }
+    Status s = TryReadAt(offset, dst, ctx);
+    if (s.ok() || s.code() != base::StatusCode::kUnavailable || attempt >= retry_.max_attempts) {
+      return s;
+    }
+    // Full jitter: sleep a random time up to the current backoff, never past
+    // the deadline.
+    auto wait = std::chrono::milliseconds(
+        std::uniform_int_distribution<int64_t>(backoff.count() / 2, backoff.count())(rng));
+    if (ctx.deadline.Remaining() <= wait) {
+      return base::DeadlineExceededError("blob ", blob_id(), ": deadline passed while retrying (",
+                                         s.message(), ")");
+    }
+    std::this_thread::sleep_for(wait);
+    backoff = std::min(backoff * 2, retry_.max_backoff);
+  }
+}
 
 bool IsSafeBlobId(const std::string& blob_id) {
   if (blob_id.empty() || blob_id.size() > 255 || blob_id == "." || blob_id == "..") return false;
@@ -38,7 +69,7 @@ Result<uint64_t> LocalFileReader::Size() {
   return static_cast<uint64_t>(st.st_size);
 }
 
-Status LocalFileReader::ReadAt(uint64_t offset, base::MutableByteSpan dst) {
+Status LocalFileReader::TryReadAt(uint64_t offset, base::MutableByteSpan dst, const IoContext&) {
   size_t done = 0;
   while (done < dst.size()) {
     ssize_t n = ::pread(fd_.get(), dst.data() + done, dst.size() - done,

@@ -1,28 +1,65 @@
-// BlobBackend / BlobReader: where blob bytes come from (local directory now,
-// registry in the storage stack).
+// BlobBackend / BlobReader: where blob bytes come from (a local directory,
+// a registry).
 //
-// ReadAt reads exactly dst.size() bytes or fails: kOutOfRange when the range
-// passes the end of the blob, kNotFound when the blob is missing, kUnavailable
-// for transient faults. Readers are safe to use from several threads.
+// BlobReader::ReadAt is the one entry point: it reads exactly dst.size()
+// bytes or fails, retrying transient failures (kUnavailable) with jittered
+// exponential backoff within the IoContext's deadline. Implementations make
+// one attempt in TryReadAt. Results: kOutOfRange when the range passes the
+// end of the blob, kNotFound when the blob is missing, kUnavailable for
+// transient faults (retried), kDeadlineExceeded when the deadline passes,
+// kDataLoss when the source returns wrong bytes. Readers are safe to use from
+// several threads.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
 
 #include "base/bytes.h"
+#include "base/deadline.h"
 #include "base/status.h"
 #include "base/unique_fd.h"
 
 namespace rfs::storage {
+
+// Why a read happens: on-demand reads (a process is waiting) go first;
+// prefetch yields to them.
+enum class IoSource : uint8_t { kOnDemand, kPrefetch };
+std::string_view IoSourceName(IoSource s);  // "on_demand", "prefetch"
+
+struct IoContext {
+  base::Deadline deadline = base::Deadline::Infinite();
+  IoSource source = IoSource::kOnDemand;
+};
+
+struct RetryPolicy {
+  int max_attempts = 4;  // including the first
+  std::chrono::milliseconds initial_backoff{50};
+  std::chrono::milliseconds max_backoff{2000};
+};
 
 class BlobReader {
  public:
   virtual ~BlobReader() = default;
   virtual const std::string& blob_id() const = 0;
   virtual base::Result<uint64_t> Size() = 0;
-  virtual base::Status ReadAt(uint64_t offset, base::MutableByteSpan dst) = 0;
+
+  // Reads exactly dst.size() bytes at `offset` (see the file comment).
+  base::Status ReadAt(uint64_t offset, base::MutableByteSpan dst, const IoContext& ctx);
+  base::Status ReadAt(uint64_t offset, base::MutableByteSpan dst) {
+    return ReadAt(offset, dst, IoContext{});
+  }
+
+  void set_retry_policy(const RetryPolicy& p) { retry_ = p; }
+
+ private:
+  // One attempt. May return a shorter read only as an error.
+  virtual base::Status TryReadAt(uint64_t offset, base::MutableByteSpan dst,
+                                 const IoContext& ctx) = 0;
+
+  RetryPolicy retry_;
 };
 
 class BlobBackend {
@@ -43,9 +80,10 @@ class LocalFileReader final : public BlobReader {
                                                             std::string blob_id);
   const std::string& blob_id() const override { return blob_id_; }
   base::Result<uint64_t> Size() override;
-  base::Status ReadAt(uint64_t offset, base::MutableByteSpan dst) override;
 
  private:
+  base::Status TryReadAt(uint64_t offset, base::MutableByteSpan dst,
+                         const IoContext& ctx) override;
   LocalFileReader(base::UniqueFd fd, std::string path, std::string blob_id)
       : fd_(std::move(fd)), path_(std::move(path)), blob_id_(std::move(blob_id)) {}
   base::UniqueFd fd_;

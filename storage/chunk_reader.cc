@@ -27,12 +27,37 @@ Status VerifyChunk(const BlobInfo& blob, const ChunkInfo& chunk, ByteSpan data) 
   if (!chunk.has_digest) return Status::Ok();
   base::Digest d = base::ComputeDigest(blob.digester, data);
   if (d != chunk.digest) {
-    return DataLossError("blob ", blob.blob_id, " chunk ", chunk.index, " (blob offset ",
-                         chunk.compressed_offset, ", ", chunk.compressed_size,
-                         " bytes): ", base::DigestAlgoName(blob.digester), " digest mismatch: got ",
+    return DataLossError(ChunkName(blob, chunk), ": ", base::DigestAlgoName(blob.digester),
+                         " digest mismatch: got ",
                          base::DigestHex(d), ", expected ", base::DigestHex(chunk.digest));
   }
   return Status::Ok();
+}
+
+std::string ChunkName(const BlobInfo& blob, const ChunkInfo& chunk) {
+  return base::StrCat("blob ", blob.blob_id, " chunk ", chunk.index, " (blob offset ",
+                      chunk.compressed_offset, ", ", chunk.compressed_size, " bytes)");
+}
+
+Status DecodeChunk(const BlobInfo& blob, const ChunkInfo& chunk, ByteSpan stored,
+                   MutableByteSpan out) {
+  if (!chunk.compressed && chunk.compressed_size != chunk.uncompressed_size) {
+    return DataLossError(ChunkName(blob, chunk), ": stored raw but sizes differ (",
+                         chunk.uncompressed_size, " uncompressed)");
+  }
+  if (out.size() != chunk.uncompressed_size || stored.size() != chunk.compressed_size) {
+    return base::InternalError("chunk buffers of ", stored.size(), " and ", out.size(),
+                               " bytes for ", ChunkName(blob, chunk));
+  }
+  if (!chunk.compressed) {
+    if (stored.data() != out.data() && !out.empty()) {
+      std::memcpy(out.data(), stored.data(), out.size());
+    }
+  } else {
+    Status s = Decompress(blob.compressor, stored, out);
+    if (!s.ok()) return s.WithContext(ChunkName(blob, chunk));
+  }
+  return VerifyChunk(blob, chunk, out);
 }
 
 Status ReadChunk(BlobReader& reader, const BlobInfo& blob, const ChunkInfo& chunk,
@@ -42,33 +67,26 @@ Status ReadChunk(BlobReader& reader, const BlobInfo& blob, const ChunkInfo& chun
                                chunk.uncompressed_size);
   }
   if (chunk.compressed_size > kMaxStoredChunk || chunk.uncompressed_size > kMaxStoredChunk) {
-    return DataLossError("blob ", blob.blob_id, " chunk ", chunk.index, ": implausible size ",
-                         chunk.compressed_size, " -> ", chunk.uncompressed_size);
+    return DataLossError(ChunkName(blob, chunk), ": implausible size ", chunk.compressed_size,
+                         " -> ", chunk.uncompressed_size);
   }
-  auto where = [&] {
-    return base::StrCat("blob ", blob.blob_id, " chunk ", chunk.index, " (blob offset ",
-                        chunk.compressed_offset, ", ", chunk.compressed_size, " bytes)");
-  };
   // A chunk that lies past the end of its blob is corrupt metadata.
   auto read_error = [&](const Status& s) {
-    if (s.code() == base::StatusCode::kOutOfRange) return DataLossError(where(), ": ", s.message());
-    return s.WithContext(where());
+    if (s.code() == base::StatusCode::kOutOfRange) {
+      return DataLossError(ChunkName(blob, chunk), ": ", s.message());
+    }
+    return s.WithContext(ChunkName(blob, chunk));
   };
   if (!chunk.compressed) {
-    if (chunk.compressed_size != chunk.uncompressed_size) {
-      return DataLossError(where(), ": stored raw but sizes differ (", chunk.uncompressed_size,
-                           " uncompressed)");
-    }
+    // Raw chunks are read straight into the output, then verified.
     Status s = reader.ReadAt(chunk.compressed_offset, out);
     if (!s.ok()) return read_error(s);
-  } else {
-    std::vector<uint8_t> stored(chunk.compressed_size);
-    Status s = reader.ReadAt(chunk.compressed_offset, stored);
-    if (!s.ok()) return read_error(s);
-    s = Decompress(blob.compressor, stored, out);
-    if (!s.ok()) return s.WithContext(where());
+    return DecodeChunk(blob, chunk, ByteSpan(out.data(), out.size()), out);
   }
-  return VerifyChunk(blob, chunk, out);
+  std::vector<uint8_t> stored(chunk.compressed_size);
+  Status s = reader.ReadAt(chunk.compressed_offset, stored);
+  if (!s.ok()) return read_error(s);
+  return DecodeChunk(blob, chunk, stored, out);
 }
 
 ChunkReader::ChunkReader(std::shared_ptr<BlobBackend> backend, std::vector<BlobInfo> blobs)

@@ -30,6 +30,14 @@ base::Status ReadChunk(BlobReader& reader, const BlobInfo& blob, const ChunkInfo
 // Verifies `data` (uncompressed chunk bytes) against the chunk's digest.
 base::Status VerifyChunk(const BlobInfo& blob, const ChunkInfo& chunk, base::ByteSpan data);
 
+// Turns a chunk's stored bytes into its verified uncompressed bytes in `out`
+// (exactly chunk.uncompressed_size): decompress when compressed, then verify.
+base::Status DecodeChunk(const BlobInfo& blob, const ChunkInfo& chunk, base::ByteSpan stored,
+                         base::MutableByteSpan out);
+
+// "blob ID chunk N (blob offset O, S bytes)": how errors name a chunk.
+std::string ChunkName(const BlobInfo& blob, const ChunkInfo& chunk);
+
 class ChunkReader {
  public:
   // `blobs` is indexed by blob_index.

@@ -351,7 +351,9 @@ Result<ChunkIoVec> V5Metadata::Read(uint64_t ino, uint64_t offset, uint64_t leng
       return bad("bad uncompressed_size");
     }
     if (c.compressed_size == 0) return bad("compressed_size is 0");
-    if (fo < prev_end || fo >= r.i_size) return bad("file_offset out of order or past the end");
+    if (fo < prev_end || fo >= r.i_size || fo > UINT64_MAX - c.uncompressed_size) {
+      return bad("file_offset out of order or past the end");
+    }
     prev_end = fo + c.uncompressed_size;
     if (fo + c.uncompressed_size <= pos) continue;
     if (fo >= end) break;

@@ -414,7 +414,7 @@ Result<Attr> V6Metadata::GetAttr(uint64_t ino) const {
   a.uid = in.i_uid;
   a.gid = in.i_gid;
   a.size = in.i_size;
-  a.blocks = (in.i_size + 511) / 512;
+  a.blocks = base::CeilDiv(in.i_size, 512);
   if (in.extended) {
     a.mtime = in.i_mtime;
     a.mtime_nsec = in.i_mtime_nsec;
@@ -434,7 +434,7 @@ Result<Attr> V6Metadata::GetAttr(uint64_t ino) const {
 }
 
 Result<ByteSpan> V6Metadata::FlatBlock(const InodeV6& in, uint64_t i) const {
-  const uint64_t nblocks = (in.i_size + bs_ - 1) / bs_;
+  const uint64_t nblocks = base::CeilDiv(in.i_size, bs_);
   if (i >= nblocks) return base::InternalError("block ", i, " beyond ", nblocks);
   const uint64_t len = (i + 1 == nblocks) ? in.i_size - i * bs_ : bs_;
   uint64_t off;
@@ -495,7 +495,7 @@ Status V6Metadata::DecodeDirBlock(const InodeV6& dir, uint64_t block,
 Result<uint64_t> V6Metadata::Lookup(uint64_t dir, std::string_view name) const {
   ASSIGN_OR_RETURN(InodeV6 in, LoadInode(dir));
   if (!S_ISDIR(in.i_mode)) return base::InvalidArgumentError("inode ", dir, " is not a directory");
-  const uint64_t nblocks = (in.i_size + bs_ - 1) / bs_;
+  const uint64_t nblocks = base::CeilDiv(in.i_size, bs_);
   std::vector<RawDirent> ents;
   uint64_t lo = 0, hi = nblocks;  // [lo, hi)
   while (lo < hi) {
@@ -521,7 +521,7 @@ Result<uint64_t> V6Metadata::Lookup(uint64_t dir, std::string_view name) const {
 Status V6Metadata::ReadDir(uint64_t dir, uint64_t cookie, const DirFn& fn) const {
   ASSIGN_OR_RETURN(InodeV6 in, LoadInode(dir));
   if (!S_ISDIR(in.i_mode)) return base::InvalidArgumentError("inode ", dir, " is not a directory");
-  const uint64_t nblocks = (in.i_size + bs_ - 1) / bs_;
+  const uint64_t nblocks = base::CeilDiv(in.i_size, bs_);
   std::vector<RawDirent> ents;
   uint64_t idx = cookie & 0xFFF;
   for (uint64_t b = cookie >> 12; b < nblocks; ++b, idx = 0) {
@@ -544,7 +544,7 @@ Result<std::string> V6Metadata::ReadLink(uint64_t ino) const {
     return DataLossError("symlink at offset ", in.offset, ": bad i_size ", in.i_size);
   }
   std::string target;
-  const uint64_t nblocks = (in.i_size + bs_ - 1) / bs_;
+  const uint64_t nblocks = base::CeilDiv(in.i_size, bs_);
   for (uint64_t i = 0; i < nblocks; ++i) {
     ASSIGN_OR_RETURN(ByteSpan b, FlatBlock(in, i));
     target.append(reinterpret_cast<const char*>(b.data()), b.size());
@@ -702,7 +702,7 @@ Result<ChunkIoVec> V6Metadata::Read(uint64_t ino, uint64_t offset, uint64_t leng
     }
     chunk_size = super_.chunk_size;
   }
-  const uint64_t nchunks = (in.i_size + chunk_size - 1) / chunk_size;
+  const uint64_t nchunks = base::CeilDiv(in.i_size, chunk_size);
   const uint64_t index_base =
       in.offset + base::AlignUp(uint64_t{in.inode_size()} + in.xattr_size(), index_size);
   if (nchunks > bytes_.size() ||
@@ -710,7 +710,7 @@ Result<ChunkIoVec> V6Metadata::Read(uint64_t ino, uint64_t offset, uint64_t leng
     return DataLossError("inode ", ino, " at offset ", in.offset, ": ", nchunks,
                          " chunk indexes do not fit in the bootstrap");
   }
-  for (uint64_t k = offset / chunk_size; k * chunk_size < end; ++k) {
+  for (uint64_t k = offset / chunk_size; k < nchunks && k * chunk_size < end; ++k) {
     const uint64_t cstart = k * chunk_size;
     const uint64_t clen = std::min(chunk_size, in.i_size - cstart);
     const uint64_t from = std::max(offset, cstart);

@@ -31,7 +31,9 @@ class MemoryBackend final : public storage::BlobBackend {
         : id_(std::move(id)), data_(data), reads_(reads) {}
     const std::string& blob_id() const override { return id_; }
     base::Result<uint64_t> Size() override { return data_->size(); }
-    base::Status ReadAt(uint64_t offset, base::MutableByteSpan dst) override {
+   private:
+    base::Status TryReadAt(uint64_t offset, base::MutableByteSpan dst,
+                           const storage::IoContext&) override {
       reads_->fetch_add(1);
       if (!base::RangeInside(offset, dst.size(), data_->size())) {
         return base::OutOfRangeError("blob ", id_, ": range [", offset, ", +", dst.size(),
@@ -41,7 +43,6 @@ class MemoryBackend final : public storage::BlobBackend {
       return base::Status::Ok();
     }
 
-   private:
     std::string id_;
     const std::vector<uint8_t>* data_;
     std::atomic<uint64_t>* reads_;

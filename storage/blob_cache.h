@@ -1,0 +1,98 @@
+// BlobCache: the local cache of one blob's uncompressed chunk data.
+//
+// Files in the cache directory, shared by every image that references the
+// blob: `<id>.blob.data`, a sparse file addressed by uncompressed offset, and
+// `<id>.blob.data.chunk_map`, the persistent chunk-ready bitmap (a header
+// naming the blob and its chunk count, then one bit per chunk index).
+//
+// Crash safety: a chunk's bit reaches the bitmap file only after the data
+// file has been synced (Flush: fdatasync data, then write and sync the
+// bitmap), so a crash at any moment never leaves a chunk marked ready whose
+// data is not on disk; it can only forget chunks fetched since the last
+// flush, which are fetched again.
+//
+// Fetch protocol, safe for many threads: Claim a chunk; exactly one caller
+// gets kClaimed and must end with MarkReady or Abort; others get kBusy and
+// Wait for that outcome; kReady means the data is in the cache file.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/bytes.h"
+#include "base/deadline.h"
+#include "base/mutex.h"
+#include "base/status.h"
+#include "base/unique_fd.h"
+#include "storage/chunk.h"
+
+namespace rfs::storage {
+
+class BlobCache {
+ public:
+  // Flush automatically after this many chunks became ready.
+  static constexpr int kFlushEvery = 64;
+
+  // Opens or creates the cache files of `blob` in `dir`. A bitmap that does
+  // not match the blob (other chunk count, bad header) is reset.
+  static base::Result<std::unique_ptr<BlobCache>> Open(const std::string& dir,
+                                                       const BlobInfo& blob);
+  ~BlobCache();
+  BlobCache(const BlobCache&) = delete;
+  BlobCache& operator=(const BlobCache&) = delete;
+
+  enum class ClaimResult { kReady, kClaimed, kBusy };
+  // `index` must be < chunk_count().
+  ClaimResult Claim(uint32_t index) EXCLUDES(mu_);
+  // Waits until a chunk claimed by someone else is ready or its fetch failed
+  // (returning that failure), or the deadline passes.
+  base::Status Wait(uint32_t index, base::Deadline deadline) EXCLUDES(mu_);
+  // Writes the verified uncompressed bytes of a claimed chunk and marks it
+  // ready; wakes waiters.
+  base::Status MarkReady(uint32_t index, uint64_t uncompressed_offset, base::ByteSpan data)
+      EXCLUDES(mu_);
+  // Ends a claim without data; waiters get `why`.
+  void Abort(uint32_t index, const base::Status& why) EXCLUDES(mu_);
+
+  bool IsReady(uint32_t index) const EXCLUDES(mu_);
+  uint32_t ready_count() const EXCLUDES(mu_);
+  uint32_t chunk_count() const { return chunk_count_; }
+  // Reads cached bytes (the caller knows they are ready).
+  base::Status ReadCached(uint64_t offset, base::MutableByteSpan dst) const;
+  int data_fd() const { return data_fd_.get(); }
+  // Makes every ready mark durable (see the file comment).
+  base::Status Flush() EXCLUDES(mu_);
+
+  static std::string DataPath(const std::string& dir, const std::string& blob_id);
+  static std::string MapPath(const std::string& dir, const std::string& blob_id);
+
+ private:
+  BlobCache(std::string dir, std::string blob_id, uint32_t chunk_count, base::UniqueFd data,
+            base::UniqueFd map);
+  base::Status LoadOrResetMap();
+  base::Status FlushLocked() REQUIRES(mu_);
+
+  struct Pending {
+    bool done = false;
+    base::Status status;
+    base::CondVar cv;
+  };
+
+  const std::string dir_;
+  const std::string blob_id_;
+  const uint32_t chunk_count_;
+  base::UniqueFd data_fd_;
+  base::UniqueFd map_fd_;
+
+  mutable base::Mutex mu_;
+  std::vector<uint8_t> ready_ GUARDED_BY(mu_);      // in-memory bitmap
+  std::vector<uint8_t> durable_ GUARDED_BY(mu_);    // what the map file holds
+  uint32_t ready_count_ GUARDED_BY(mu_) = 0;
+  int unflushed_ GUARDED_BY(mu_) = 0;
+  std::map<uint32_t, std::shared_ptr<Pending>> inflight_ GUARDED_BY(mu_);
+};
+
+}  // namespace rfs::storage
