@@ -106,23 +106,18 @@ Status BlobCache::LoadOrResetMap() {
   return Status::Ok();
 }
 
-BlobCache::ClaimResult BlobCache::Claim(uint32_t index) {
+BlobCache::Claimed BlobCache::Claim(uint32_t index) {
   MutexLock lock(&mu_);
-  if (ready_[index / 8] & (1u << (index % 8))) return ClaimResult::kReady;
+  if (ready_[index / 8] & (1u << (index % 8))) return {ClaimResult::kReady, nullptr};
   auto [it, inserted] = inflight_.try_emplace(index);
-  if (!inserted) return ClaimResult::kBusy;
+  if (!inserted) return {ClaimResult::kBusy, it->second};
   it->second = std::make_shared<Pending>();
-  return ClaimResult::kClaimed;
+  return {ClaimResult::kClaimed, nullptr};
 }
 
-Status BlobCache::Wait(uint32_t index, base::Deadline deadline) {
+Status BlobCache::Wait(const std::shared_ptr<Pending>& p, uint32_t index,
+                       base::Deadline deadline) {
   MutexLock lock(&mu_);
-  auto it = inflight_.find(index);
-  if (it == inflight_.end()) {
-    if (ready_[index / 8] & (1u << (index % 8))) return Status::Ok();
-    return base::AbortedError("blob ", blob_id_, " chunk ", index, ": fetch ended, not ready");
-  }
-  std::shared_ptr<Pending> p = it->second;
   while (!p->done) {
     if (deadline.is_infinite()) {
       p->cv.Wait(&mu_);
@@ -165,6 +160,15 @@ void BlobCache::Abort(uint32_t index, const Status& why) {
   it->second->status = why;
   it->second->cv.SignalAll();
   inflight_.erase(it);
+}
+
+void BlobCache::Invalidate(uint32_t index) {
+  MutexLock lock(&mu_);
+  uint8_t& byte = ready_[index / 8];
+  if (byte & (1u << (index % 8))) {
+    byte &= static_cast<uint8_t>(~(1u << (index % 8)));
+    --ready_count_;
+  }
 }
 
 bool BlobCache::IsReady(uint32_t index) const {

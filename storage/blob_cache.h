@@ -33,6 +33,12 @@ namespace rfs::storage {
 
 class BlobCache {
  public:
+  struct Pending {
+    bool done = false;  // guarded by the cache's mutex
+    base::Status status;
+    base::CondVar cv;
+  };
+
   // Flush automatically after this many chunks became ready.
   static constexpr int kFlushEvery = 64;
 
@@ -45,17 +51,26 @@ class BlobCache {
   BlobCache& operator=(const BlobCache&) = delete;
 
   enum class ClaimResult { kReady, kClaimed, kBusy };
+  struct Pending;  // one fetch in flight
+  struct Claimed {
+    ClaimResult result;
+    std::shared_ptr<Pending> pending;  // kBusy: the fetch to Wait for
+  };
   // `index` must be < chunk_count().
-  ClaimResult Claim(uint32_t index) EXCLUDES(mu_);
-  // Waits until a chunk claimed by someone else is ready or its fetch failed
-  // (returning that failure), or the deadline passes.
-  base::Status Wait(uint32_t index, base::Deadline deadline) EXCLUDES(mu_);
+  Claimed Claim(uint32_t index) EXCLUDES(mu_);
+  // Waits for a fetch someone else claimed: its outcome (OK once the chunk is
+  // ready, else the fetcher's error), or kDeadlineExceeded.
+  base::Status Wait(const std::shared_ptr<Pending>& pending, uint32_t index,
+                    base::Deadline deadline) EXCLUDES(mu_);
   // Writes the verified uncompressed bytes of a claimed chunk and marks it
   // ready; wakes waiters.
   base::Status MarkReady(uint32_t index, uint64_t uncompressed_offset, base::ByteSpan data)
       EXCLUDES(mu_);
   // Ends a claim without data; waiters get `why`.
   void Abort(uint32_t index, const base::Status& why) EXCLUDES(mu_);
+  // Forgets a ready chunk whose cached bytes turned out wrong, so that the
+  // next Claim fetches it again. The durable map drops it at the next Flush.
+  void Invalidate(uint32_t index) EXCLUDES(mu_);
 
   bool IsReady(uint32_t index) const EXCLUDES(mu_);
   uint32_t ready_count() const EXCLUDES(mu_);
@@ -74,12 +89,6 @@ class BlobCache {
             base::UniqueFd map);
   base::Status LoadOrResetMap();
   base::Status FlushLocked() REQUIRES(mu_);
-
-  struct Pending {
-    bool done = false;
-    base::Status status;
-    base::CondVar cv;
-  };
 
   const std::string dir_;
   const std::string blob_id_;

@@ -1,0 +1,357 @@
+#include "storage/blob_device.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <unordered_map>
+
+#include "storage/chunk_reader.h"
+
+namespace rfs::storage {
+
+using base::DataLossError;
+using base::MutableByteSpan;
+using base::MutexLock;
+using base::Result;
+using base::Status;
+
+struct BlobDevice::Blob {
+  const BlobInfo* info = nullptr;
+  std::unique_ptr<BlobReader> reader;
+  std::unique_ptr<BlobCache> cache;  // null when the blob cannot be cached
+  // Digest each cached chunk was last verified against in this process.
+  // Cached chunks are verified once per process and whenever a plan expects
+  // a different digest for the same chunk index, so bytes cached for one
+  // expectation never satisfy another unchecked.
+  base::Mutex mu;
+  std::unordered_map<uint32_t, base::Digest> verified GUARDED_BY(mu);
+};
+
+namespace {
+
+int SourceIndex(const IoContext& ctx) { return ctx.source == IoSource::kPrefetch ? 1 : 0; }
+
+Status AsDataLoss(const Status& s) {
+  // A chunk past the end of its blob is corrupt metadata, not a caller error.
+  if (s.code() == base::StatusCode::kOutOfRange) return DataLossError(s.message());
+  return s;
+}
+
+}  // namespace
+
+BlobDevice::BlobDevice(std::shared_ptr<BlobBackend> backend, std::vector<BlobInfo> blobs,
+                       DeviceOptions options)
+    : backend_(std::move(backend)), blobs_(std::move(blobs)), options_(std::move(options)) {
+  base::MetricsRegistry& r = *options_.metrics;
+  for (int i = 0; i < 2; ++i) {
+    base::Labels l = {{"source", std::string(IoSourceName(static_cast<IoSource>(i)))}};
+    m_.requests[i] = r.GetCounter("rfs_storage_backend_requests_total",
+                                  "Range requests made to the blob backend.", l);
+    m_.bytes[i] = r.GetCounter("rfs_storage_backend_bytes_total",
+                               "Bytes fetched from the blob backend.", l);
+    m_.chunks_fetched[i] = r.GetCounter("rfs_storage_chunks_fetched_total",
+                                        "Chunks fetched, verified and cached.", l);
+  }
+  m_.cache_hits = r.GetCounter("rfs_storage_cache_hits_total", "Chunk reads served by the cache.");
+  m_.cache_misses =
+      r.GetCounter("rfs_storage_cache_misses_total", "Chunk reads that needed a fetch.");
+  m_.verify_failures = r.GetCounter("rfs_storage_chunk_errors_total",
+                                    "Chunks that failed, by reason.", {{"reason", "digest"}});
+  m_.fetch_errors = r.GetCounter("rfs_storage_chunk_errors_total",
+                                 "Chunks that failed, by reason.", {{"reason", "fetch"}});
+  m_.request_seconds = r.GetHistogram("rfs_storage_backend_request_seconds",
+                                      "Latency of backend range requests.",
+                                      base::ExponentialBuckets(0.0005, 2, 16));
+}
+
+BlobDevice::~BlobDevice() { (void)Flush(); }
+
+Result<std::unique_ptr<BlobDevice>> BlobDevice::Create(std::shared_ptr<BlobBackend> backend,
+                                                       std::vector<BlobInfo> blobs,
+                                                       DeviceOptions options) {
+  if (options.cache_dir.empty()) return base::InvalidArgumentError("blob device: no cache dir");
+  struct stat st;
+  if (::stat(options.cache_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return base::InvalidArgumentError("cache dir ", options.cache_dir, " is not a directory");
+  }
+  std::unique_ptr<BlobDevice> d(
+      new BlobDevice(std::move(backend), std::move(blobs), std::move(options)));
+  MutexLock lock(&d->mu_);
+  d->open_.resize(d->blobs_.size());
+  return d;
+}
+
+Result<BlobDevice::Blob*> BlobDevice::BlobFor(uint32_t blob_index) {
+  if (blob_index >= blobs_.size()) {
+    return DataLossError("chunk refers to blob index ", blob_index, " of ", blobs_.size());
+  }
+  MutexLock lock(&mu_);
+  if (open_[blob_index] != nullptr) return open_[blob_index].get();
+  auto b = std::make_unique<Blob>();
+  b->info = &blobs_[blob_index];
+  ASSIGN_OR_RETURN(b->reader, backend_->Open(b->info->blob_id));
+  if (b->info->chunk_count > 0 && IsSafeBlobId(b->info->blob_id)) {
+    ASSIGN_OR_RETURN(b->cache, BlobCache::Open(options_.cache_dir, *b->info));
+  }
+  open_[blob_index] = std::move(b);
+  return open_[blob_index].get();
+}
+
+bool BlobDevice::Cacheable(const Blob& blob, const ChunkInfo& c) {
+  return blob.cache != nullptr && c.index < blob.cache->chunk_count() &&
+         blob.info->uncompressed_size > 0 &&
+         c.uncompressed_offset <= blob.info->uncompressed_size &&
+         c.uncompressed_size <= blob.info->uncompressed_size - c.uncompressed_offset;
+}
+
+Status BlobDevice::FetchOneVerified(Blob* blob, const ChunkInfo& c, MutableByteSpan out,
+                                    const IoContext& ctx) {
+  const int src = SourceIndex(ctx);
+  Status last;
+  for (int attempt = 0; attempt < std::max(1, options_.verify_attempts); ++attempt) {
+    m_.requests[src]->Increment();
+    m_.bytes[src]->Increment(c.compressed_size);
+    last = AsDataLoss(ReadChunk(*blob->reader, *blob->info, c, out));
+    if (last.ok() || last.code() != base::StatusCode::kDataLoss) return last;
+    m_.verify_failures->Increment();
+  }
+  return last;
+}
+
+Status BlobDevice::FetchRun(Blob* blob, const std::vector<ChunkInfo>& run, const IoContext& ctx) {
+  const int src = SourceIndex(ctx);
+  const uint64_t start = run.front().compressed_offset;
+  const uint64_t end = run.back().compressed_offset + run.back().compressed_size;
+  std::vector<uint8_t> stored(end - start);
+  m_.requests[src]->Increment();
+  m_.bytes[src]->Increment(stored.size());
+  auto t0 = std::chrono::steady_clock::now();
+  Status read = AsDataLoss(blob->reader->ReadAt(start, stored, ctx));
+  m_.request_seconds->Observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  Status first_error;
+  std::vector<uint8_t> out;
+  for (const ChunkInfo& c : run) {
+    Status s = read;
+    out.resize(c.uncompressed_size);
+    if (s.ok()) {
+      s = DecodeChunk(*blob->info, c,
+                      base::ByteSpan(stored.data() + (c.compressed_offset - start),
+                                     c.compressed_size),
+                      out);
+      if (s.code() == base::StatusCode::kDataLoss) {
+        // Wrong bytes from the source: fetch this chunk alone once more.
+        m_.verify_failures->Increment();
+        s = FetchOneVerified(blob, c, out, ctx);
+      }
+    }
+    if (s.ok()) s = blob->cache->MarkReady(c.index, c.uncompressed_offset, out);
+    if (s.ok()) {
+      m_.chunks_fetched[src]->Increment();
+      MutexLock lock(&blob->mu);
+      blob->verified[c.index] = c.digest;
+    } else {
+      m_.fetch_errors->Increment();
+      blob->cache->Abort(c.index, s);
+      if (first_error.ok()) first_error = s;
+    }
+  }
+  return first_error;
+}
+
+Status BlobDevice::EnsureCached(Blob* blob, std::vector<ChunkInfo> chunks, const IoContext& ctx,
+                                int depth) {
+  std::sort(chunks.begin(), chunks.end(), [](const ChunkInfo& a, const ChunkInfo& b) {
+    return a.compressed_offset != b.compressed_offset ? a.compressed_offset < b.compressed_offset
+                                                      : a.index < b.index;
+  });
+  std::vector<ChunkInfo> claimed, ready;
+  std::vector<std::pair<ChunkInfo, std::shared_ptr<BlobCache::Pending>>> busy;
+  std::map<uint32_t, bool> seen;
+  for (const ChunkInfo& c : chunks) {
+    if (!seen.emplace(c.index, true).second) continue;
+    BlobCache::Claimed r = blob->cache->Claim(c.index);
+    switch (r.result) {
+      case BlobCache::ClaimResult::kReady: ready.push_back(c); break;
+      case BlobCache::ClaimResult::kClaimed: claimed.push_back(c); break;
+      case BlobCache::ClaimResult::kBusy: busy.emplace_back(c, std::move(r.pending)); break;
+    }
+  }
+  m_.cache_hits->Increment(ready.size());
+  m_.cache_misses->Increment(claimed.size() + busy.size());
+
+  // Fetch what we claimed, adjacent chunks in one request each.
+  Status first_error;
+  for (size_t i = 0; i < claimed.size();) {
+    std::vector<ChunkInfo> run = {claimed[i]};
+    uint64_t bytes = claimed[i].compressed_size;
+    size_t j = i + 1;
+    while (j < claimed.size() &&
+           claimed[j].compressed_offset == run.back().compressed_offset +
+                                               run.back().compressed_size &&
+           bytes + claimed[j].compressed_size <= options_.merge_max_bytes) {
+      bytes += claimed[j].compressed_size;
+      run.push_back(claimed[j++]);
+    }
+    if (first_error.ok()) {
+      Status s = FetchRun(blob, run, ctx);
+      if (!s.ok()) first_error = s;
+    } else {
+      // Every claim must end, or its waiters would wait forever.
+      for (const ChunkInfo& c : run) blob->cache->Abort(c.index, first_error);
+    }
+    i = j;
+  }
+  if (!first_error.ok()) return first_error;
+  for (auto& [c, pending] : busy) {
+    RETURN_IF_ERROR(blob->cache->Wait(pending, c.index, ctx.deadline));
+    ready.push_back(c);
+  }
+  // Chunks cached earlier (or by others) are verified once against what
+  // this plan expects.
+  for (const ChunkInfo& c : ready) {
+    if (!c.has_digest) continue;
+    {
+      MutexLock lock(&blob->mu);
+      auto it = blob->verified.find(c.index);
+      if (it != blob->verified.end() && it->second == c.digest) continue;
+    }
+    std::vector<uint8_t> data(c.uncompressed_size);
+    RETURN_IF_ERROR(blob->cache->ReadCached(c.uncompressed_offset, data));
+    if (VerifyChunk(*blob->info, c, data).ok()) {
+      MutexLock lock(&blob->mu);
+      blob->verified[c.index] = c.digest;
+      continue;
+    }
+    // The cached bytes are not this chunk: drop them and fetch it again
+    // (once; a chunk index that keeps changing content is corrupt metadata).
+    m_.verify_failures->Increment();
+    if (depth >= 2) {
+      return DataLossError(ChunkName(*blob->info, c),
+                           ": cached bytes keep failing verification (conflicting chunk digests)");
+    }
+    blob->cache->Invalidate(c.index);
+    RETURN_IF_ERROR(EnsureCached(blob, {c}, ctx, depth + 1));
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<DataSlice>> BlobDevice::ReadSlices(const ChunkIoVec& iov, const IoContext& ctx,
+                                                      std::vector<uint8_t>* scratch) {
+  // Group the plan's cacheable chunks by blob and make them ready.
+  std::map<uint32_t, std::vector<ChunkInfo>> by_blob;
+  uint64_t uncacheable_bytes = 0;
+  for (const IoSegment& s : iov.segments) {
+    if (s.kind != IoSegment::Kind::kChunk) continue;
+    if (uint64_t{s.offset_in_chunk} + s.length > s.chunk.uncompressed_size) {
+      return DataLossError("blob index ", s.chunk.blob_index, " chunk ", s.chunk.index,
+                           ": read outside the chunk");
+    }
+    ASSIGN_OR_RETURN(Blob * blob, BlobFor(s.chunk.blob_index));
+    if (Cacheable(*blob, s.chunk)) {
+      by_blob[s.chunk.blob_index].push_back(s.chunk);
+    } else {
+      uncacheable_bytes += s.length;
+    }
+  }
+  for (auto& [index, chunks] : by_blob) {
+    ASSIGN_OR_RETURN(Blob * blob, BlobFor(index));
+    RETURN_IF_ERROR(EnsureCached(blob, std::move(chunks), ctx));
+  }
+  scratch->clear();
+  scratch->reserve(uncacheable_bytes);  // pointers into it must stay valid
+  std::vector<DataSlice> out;
+  out.reserve(iov.segments.size());
+  std::vector<uint8_t> chunk_buf;
+  for (const IoSegment& s : iov.segments) {
+    DataSlice d;
+    d.length = s.length;
+    switch (s.kind) {
+      case IoSegment::Kind::kZero: d.kind = DataSlice::Kind::kZero; break;
+      case IoSegment::Kind::kBytes:
+        d.kind = DataSlice::Kind::kBytes;
+        d.bytes = s.bytes;
+        break;
+      case IoSegment::Kind::kChunk: {
+        ASSIGN_OR_RETURN(Blob * blob, BlobFor(s.chunk.blob_index));
+        if (Cacheable(*blob, s.chunk)) {
+          d.kind = DataSlice::Kind::kFd;
+          d.fd = blob->cache->data_fd();
+          d.offset = s.chunk.uncompressed_offset + s.offset_in_chunk;
+        } else {
+          chunk_buf.resize(s.chunk.uncompressed_size);
+          RETURN_IF_ERROR(FetchOneVerified(blob, s.chunk, chunk_buf, ctx));
+          const size_t at = scratch->size();
+          scratch->insert(scratch->end(), chunk_buf.begin() + s.offset_in_chunk,
+                          chunk_buf.begin() + s.offset_in_chunk + s.length);
+          d.kind = DataSlice::Kind::kBytes;
+          d.bytes = scratch->data() + at;
+        }
+        break;
+      }
+    }
+    out.push_back(d);
+  }
+  return out;
+}
+
+Status BlobDevice::Read(const ChunkIoVec& iov, MutableByteSpan dst, const IoContext& ctx) {
+  if (dst.size() != iov.total) {
+    return base::InternalError("read buffer of ", dst.size(), " bytes for a plan of ", iov.total);
+  }
+  std::vector<uint8_t> scratch;
+  ASSIGN_OR_RETURN(std::vector<DataSlice> slices, ReadSlices(iov, ctx, &scratch));
+  uint64_t pos = 0;
+  for (const DataSlice& d : slices) {
+    if (d.length > dst.size() - pos) return base::InternalError("read plan overflows buffer");
+    uint8_t* out = dst.data() + pos;
+    switch (d.kind) {
+      case DataSlice::Kind::kZero: std::memset(out, 0, d.length); break;
+      case DataSlice::Kind::kBytes: std::memcpy(out, d.bytes, d.length); break;
+      case DataSlice::Kind::kFd: {
+        size_t done = 0;
+        while (done < d.length) {
+          ssize_t n = ::pread(d.fd, out + done, d.length - done,
+                              static_cast<off_t>(d.offset + done));
+          if (n < 0 && errno == EINTR) continue;
+          if (n <= 0) return base::ErrnoToStatus(n < 0 ? errno : EIO, "read chunk cache");
+          done += static_cast<size_t>(n);
+        }
+        break;
+      }
+    }
+    pos += d.length;
+  }
+  return Status::Ok();
+}
+
+Status BlobDevice::Fetch(const std::vector<ChunkInfo>& chunks, const IoContext& ctx) {
+  std::map<uint32_t, std::vector<ChunkInfo>> by_blob;
+  for (const ChunkInfo& c : chunks) by_blob[c.blob_index].push_back(c);
+  for (auto& [index, list] : by_blob) {
+    ASSIGN_OR_RETURN(Blob * blob, BlobFor(index));
+    std::vector<ChunkInfo> cacheable;
+    for (const ChunkInfo& c : list) {
+      if (Cacheable(*blob, c)) cacheable.push_back(c);
+    }
+    RETURN_IF_ERROR(EnsureCached(blob, std::move(cacheable), ctx));
+  }
+  return Status::Ok();
+}
+
+Status BlobDevice::Flush() {
+  MutexLock lock(&mu_);
+  Status first;
+  for (auto& b : open_) {
+    if (b != nullptr && b->cache != nullptr) {
+      Status s = b->cache->Flush();
+      if (first.ok() && !s.ok()) first = s;
+    }
+  }
+  return first;
+}
+
+}  // namespace rfs::storage

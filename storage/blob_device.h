@@ -1,0 +1,108 @@
+// BlobDevice: executes chunk I/O plans against the blob backend through the
+// local chunk cache. The hot path of every lazy read.
+//
+//   per chunk: cached?  yes -> bytes from the cache file
+//                       no  -> claim it (one fetch per chunk however many
+//                              readers), fetch adjacent missing chunks of
+//                              the plan with one range request (up to
+//                              merge_max_bytes), decompress, verify the
+//                              digest, write to the cache, mark ready
+//
+// A chunk whose bytes fail verification is fetched once more and then
+// reported as kDataLoss; it is never cached and never returned. Chunks of
+// blobs without a chunk count (plain EROFS devices) bypass the cache.
+// Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/metrics.h"
+#include "base/mutex.h"
+#include "base/status.h"
+#include "storage/blob_cache.h"
+#include "storage/blob_reader.h"
+#include "storage/chunk.h"
+
+namespace rfs::storage {
+
+struct DeviceOptions {
+  std::string cache_dir;  // required
+  // Adjacent missing chunks are fetched together up to this many bytes.
+  uint64_t merge_max_bytes = 4u << 20;
+  // Fetch attempts of a chunk whose bytes fail verification.
+  int verify_attempts = 2;
+  base::MetricsRegistry* metrics = &base::MetricsRegistry::Global();
+};
+
+// Where a segment's bytes are for a zero-copy reply: a range of a cache
+// file, zeros, or bytes in memory owned by the plan's producer.
+struct DataSlice {
+  enum class Kind : uint8_t { kFd, kZero, kBytes };
+  Kind kind = Kind::kZero;
+  int fd = -1;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  const uint8_t* bytes = nullptr;
+};
+
+class BlobDevice {
+ public:
+  static base::Result<std::unique_ptr<BlobDevice>> Create(std::shared_ptr<BlobBackend> backend,
+                                                          std::vector<BlobInfo> blobs,
+                                                          DeviceOptions options);
+  ~BlobDevice();
+
+  // Fills dst (dst.size() == iov.total).
+  base::Status Read(const ChunkIoVec& iov, base::MutableByteSpan dst, const IoContext& ctx);
+
+  // Makes every chunk of the plan ready and returns, in order, where each
+  // segment's bytes are. Slices of cache files stay valid while the device
+  // lives. Uncacheable chunks come back as kBytes in `scratch`.
+  base::Result<std::vector<DataSlice>> ReadSlices(const ChunkIoVec& iov, const IoContext& ctx,
+                                                  std::vector<uint8_t>* scratch);
+
+  // Fetches the given chunks into the cache (prefetch); already cached ones
+  // cost nothing.
+  base::Status Fetch(const std::vector<ChunkInfo>& chunks, const IoContext& ctx);
+
+  // Persists the ready maps of every open cache.
+  base::Status Flush();
+
+  const std::vector<BlobInfo>& blobs() const { return blobs_; }
+
+ private:
+  BlobDevice(std::shared_ptr<BlobBackend> backend, std::vector<BlobInfo> blobs,
+             DeviceOptions options);
+  struct Blob;
+  base::Result<Blob*> BlobFor(uint32_t blob_index) EXCLUDES(mu_);
+  // Ensures every listed chunk (all of one blob) is in the cache.
+  base::Status EnsureCached(Blob* blob, std::vector<ChunkInfo> chunks, const IoContext& ctx,
+                            int depth = 0);
+  // Fetches a run of chunks adjacent in the blob with one request.
+  base::Status FetchRun(Blob* blob, const std::vector<ChunkInfo>& run, const IoContext& ctx);
+  base::Status FetchOneVerified(Blob* blob, const ChunkInfo& c, base::MutableByteSpan out,
+                                const IoContext& ctx);
+  static bool Cacheable(const Blob& blob, const ChunkInfo& c);
+
+  std::shared_ptr<BlobBackend> backend_;
+  std::vector<BlobInfo> blobs_;
+  DeviceOptions options_;
+  base::Mutex mu_;
+  std::vector<std::unique_ptr<Blob>> open_ GUARDED_BY(mu_);  // by blob index
+
+  struct Metrics {
+    base::Counter* requests[2];
+    base::Counter* bytes[2];
+    base::Counter* chunks_fetched[2];
+    base::Counter* cache_hits;
+    base::Counter* cache_misses;
+    base::Counter* verify_failures;
+    base::Counter* fetch_errors;
+    base::Histogram* request_seconds;
+  } m_;
+};
+
+}  // namespace rfs::storage
