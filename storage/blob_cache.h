@@ -51,7 +51,6 @@ class BlobCache {
   BlobCache& operator=(const BlobCache&) = delete;
 
   enum class ClaimResult { kReady, kClaimed, kBusy };
-  struct Pending;  // one fetch in flight
   struct Claimed {
     ClaimResult result;
     std::shared_ptr<Pending> pending;  // kBusy: the fetch to Wait for

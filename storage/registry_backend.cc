@@ -1,0 +1,461 @@
+#include "storage/registry_backend.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "base/logging.h"
+
+namespace rfs::storage {
+
+using base::MutexLock;
+using base::Result;
+using base::Status;
+
+namespace {
+
+std::string Lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string Base64Encode(const std::string& in) {
+  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(in.data()),
+                          static_cast<int>(in.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+std::string UrlEncode(const std::string& s) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+// Splits an absolute URL into origin and path; a relative one keeps `base`.
+Result<RegistryBackend::Target> ParseUrl(const std::string& url, const std::string& base_origin) {
+  RegistryBackend::Target t;
+  auto scheme_end = url.find("://");
+  if (scheme_end == std::string::npos) {
+    if (url.empty() || url[0] != '/') return base::InvalidArgumentError("unusable url");
+    t.origin = base_origin;
+    t.path = url;
+    return t;
+  }
+  const std::string scheme = Lower(url.substr(0, scheme_end));
+  if (scheme != "http" && scheme != "https") {
+    return base::InvalidArgumentError("unsupported url scheme '", scheme, "'");
+  }
+  auto path_start = url.find('/', scheme_end + 3);
+  t.origin = url.substr(0, path_start);
+  t.path = path_start == std::string::npos ? "/" : url.substr(path_start);
+  if (t.origin.size() <= scheme_end + 3) return base::InvalidArgumentError("url without host");
+  return t;
+}
+
+// Parses `Bearer realm="x",service="y"` into the scheme and parameters.
+std::pair<std::string, std::map<std::string, std::string>> ParseChallenge(const std::string& h) {
+  std::map<std::string, std::string> params;
+  size_t sp = h.find(' ');
+  std::string scheme = Lower(h.substr(0, sp));
+  size_t i = sp == std::string::npos ? h.size() : sp + 1;
+  while (i < h.size()) {
+    while (i < h.size() && (h[i] == ' ' || h[i] == ',')) ++i;
+    size_t eq = h.find('=', i);
+    if (eq == std::string::npos) break;
+    std::string key = Lower(h.substr(i, eq - i));
+    i = eq + 1;
+    std::string value;
+    if (i < h.size() && h[i] == '"') {
+      ++i;
+      while (i < h.size() && h[i] != '"') {
+        if (h[i] == '\\' && i + 1 < h.size()) ++i;
+        value.push_back(h[i++]);
+      }
+      ++i;
+    } else {
+      while (i < h.size() && h[i] != ',') value.push_back(h[i++]);
+    }
+    params[key] = value;
+  }
+  return {scheme, params};
+}
+
+std::chrono::milliseconds Cap(std::chrono::milliseconds want, const base::Deadline& d) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(d.Remaining());
+  return std::max(std::chrono::milliseconds(1), std::min(want, left));
+}
+
+}  // namespace
+
+Status HttpStatusToStatus(int code, const std::string& what) {
+  if (code >= 200 && code < 300) return Status::Ok();
+  switch (code) {
+    case 401: return base::UnauthenticatedError(what, ": registry refused the credentials (401)");
+    case 403: return base::PermissionDeniedError(what, ": access denied (403)");
+    case 404: return base::NotFoundError(what, ": not found (404)");
+    case 416: return base::OutOfRangeError(what, ": range not satisfiable (416)");
+    case 408:
+    case 429: return base::UnavailableError(what, ": registry busy (", code, ")");
+    default: break;
+  }
+  if (code >= 500) return base::UnavailableError(what, ": registry error (", code, ")");
+  return base::FailedPreconditionError(what, ": unexpected http status ", code);
+}
+
+Result<std::shared_ptr<RegistryBackend>> RegistryBackend::Create(RegistryOptions options) {
+  if (options.host.empty() || options.repository.empty()) {
+    return base::InvalidArgumentError("registry backend needs a host and a repository");
+  }
+  if (options.host.find('/') != std::string::npos) {
+    return base::InvalidArgumentError("registry host '", options.host, "' must not contain '/'");
+  }
+  return std::shared_ptr<RegistryBackend>(new RegistryBackend(std::move(options)));
+}
+
+std::string RegistryBackend::Origin() const {
+  return (options_.plain_http ? "http://" : "https://") + options_.host;
+}
+
+std::string RegistryBackend::BlobPath(const std::string& blob_id) const {
+  return "/v2/" + options_.repository + "/blobs/sha256:" + blob_id;
+}
+
+Result<RegistryBackend::Response> RegistryBackend::Request(
+    const std::string& method, const Target& target,
+    const std::map<std::string, std::string>& headers, const BodySink* sink,
+    const IoContext& ctx) {
+  if (ctx.deadline.Expired()) return base::DeadlineExceededError("deadline passed");
+  httplib::Client cli(target.origin);
+  cli.set_follow_location(false);
+  auto ct = Cap(options_.connect_timeout, ctx.deadline);
+  auto rt = Cap(options_.request_timeout, ctx.deadline);
+  cli.set_connection_timeout(ct.count() / 1000, (ct.count() % 1000) * 1000);
+  cli.set_read_timeout(rt.count() / 1000, (rt.count() % 1000) * 1000);
+  cli.set_write_timeout(rt.count() / 1000, (rt.count() % 1000) * 1000);
+  if (target.origin.rfind("https://", 0) == 0) {
+    cli.enable_server_certificate_verification(!options_.skip_verify);
+    if (!options_.ca_file.empty()) cli.set_ca_cert_path(options_.ca_file.c_str());
+  }
+  httplib::Headers h;
+  for (const auto& [k, v] : headers) h.emplace(k, v);
+  Response resp;
+  bool deliver = false;
+  auto on_response = [&](const httplib::Response& r) {
+    resp.status = r.status;
+    for (const auto& [k, v] : r.headers) resp.headers[Lower(k)] = v;
+    deliver = sink != nullptr && r.status >= 200 && r.status < 300;
+    if (deliver && sink->start) sink->start(r.status);
+    return true;
+  };
+  auto on_body = [&](const char* data, size_t n) {
+    resp.body_bytes += n;
+    if (deliver) return sink->data(data, n);
+    return resp.body_bytes <= (64u << 10);  // error bodies are small; stop a flood
+  };
+  httplib::Result r{nullptr, httplib::Error::Unknown};
+  if (method == "GET") {
+    r = cli.Get(target.path, h, on_response, on_body);
+  } else if (method == "HEAD") {
+    r = cli.Head(target.path, h);
+    if (r) on_response(*r);
+  } else {
+    return base::InternalError("unsupported method ", method);
+  }
+  if (!r) {
+    // Canceled means the sink stopped reading: the caller decides.
+    if (r.error() == httplib::Error::Canceled && resp.status != 0) return resp;
+    if (ctx.deadline.Expired()) {
+      return base::DeadlineExceededError(target.origin, ": deadline passed during the request");
+    }
+    return base::UnavailableError(target.origin, ": ", httplib::to_string(r.error()));
+  }
+  return resp;
+}
+
+std::string RegistryBackend::CachedAuthorization() {
+  MutexLock lock(&mu_);
+  if (!authorization_.empty() && std::chrono::steady_clock::now() >= auth_expiry_) {
+    authorization_.clear();
+  }
+  return authorization_;
+}
+
+void RegistryBackend::DropAuthorization() {
+  MutexLock lock(&mu_);
+  authorization_.clear();
+}
+
+std::optional<RegistryBackend::Target> RegistryBackend::CachedRedirect(const std::string& id) {
+  MutexLock lock(&mu_);
+  auto it = redirects_.find(id);
+  if (it == redirects_.end()) return std::nullopt;
+  return it->second;
+}
+
+void RegistryBackend::SetRedirect(const std::string& id, std::optional<Target> t) {
+  MutexLock lock(&mu_);
+  if (t) {
+    redirects_[id] = *t;
+  } else {
+    redirects_.erase(id);
+  }
+}
+
+Status RegistryBackend::Authenticate(const std::string& challenge, const IoContext& ctx) {
+  MutexLock single_flight(&auth_mu_);
+  auto [scheme, params] = ParseChallenge(challenge);
+  std::optional<Credential> cred;
+  if (options_.credentials != nullptr) {
+    ASSIGN_OR_RETURN(cred, options_.credentials->Get(options_.host));
+  }
+  const std::string what = "registry " + options_.host;
+  if (scheme == "basic") {
+    if (!cred || cred->username.empty()) {
+      return base::UnauthenticatedError(what, ": requires credentials (basic auth), none found");
+    }
+    MutexLock lock(&mu_);
+    authorization_ = "Basic " + Base64Encode(cred->username + ":" + cred->password);
+    auth_expiry_ = std::chrono::steady_clock::time_point::max();
+    return Status::Ok();
+  }
+  if (scheme != "bearer") {
+    return base::UnauthenticatedError(what, ": unsupported auth scheme '", scheme, "'");
+  }
+  const std::string realm = params["realm"];
+  if (realm.empty()) return base::UnauthenticatedError(what, ": bearer challenge without realm");
+  ASSIGN_OR_RETURN(Target token_target, ParseUrl(realm, Origin()));
+  const std::string scope =
+      params.count("scope") ? params["scope"] : "repository:" + options_.repository + ":pull";
+  const std::string service = params["service"];
+
+  // GET realm?service=..&scope=.. (with basic credentials when we have them).
+  std::string body;
+  BodySink sink;
+  sink.start = [&](int) { body.clear(); };
+  sink.data = [&](const char* d, size_t n) {
+    if (body.size() + n > (1 << 20)) return false;  // a token response is small
+    body.append(d, n);
+    return true;
+  };
+  std::map<std::string, std::string> headers;
+  if (cred && !cred->username.empty()) {
+    headers["Authorization"] = "Basic " + Base64Encode(cred->username + ":" + cred->password);
+  }
+  Target get = token_target;
+  get.path += (get.path.find('?') == std::string::npos ? "?" : "&");
+  get.path += "service=" + UrlEncode(service) + "&scope=" + UrlEncode(scope) +
+              "&client_id=rafs-snapshotter";
+  ASSIGN_OR_RETURN(Response r, Request("GET", get, headers, &sink, ctx));
+  if (r.status != 200) {
+    Status s = HttpStatusToStatus(r.status, "token endpoint of " + what);
+    if (r.status == 401 || r.status == 403) {
+      return base::UnauthenticatedError("token endpoint of ", what, " refused the credentials (",
+                                        r.status, ")");
+    }
+    return s.ok() ? base::UnauthenticatedError("token endpoint of ", what, ": status ", r.status)
+                  : s;
+  }
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  std::string token;
+  int64_t expires_in = 60;
+  if (!j.is_discarded() && j.is_object()) {
+    for (const char* k : {"token", "access_token"}) {
+      if (j.contains(k) && j[k].is_string() && !j[k].get<std::string>().empty()) {
+        token = j[k].get<std::string>();
+        break;
+      }
+    }
+    if (j.contains("expires_in") && j["expires_in"].is_number_integer()) {
+      expires_in = std::max<int64_t>(j["expires_in"].get<int64_t>(), 1);
+    }
+  }
+  if (token.empty()) {
+    return base::UnauthenticatedError("token endpoint of ", what, " returned no token");
+  }
+  MutexLock lock(&mu_);
+  authorization_ = "Bearer " + token;
+  // Refresh a little early so a token does not expire in flight.
+  auth_expiry_ = std::chrono::steady_clock::now() +
+                 std::chrono::seconds(expires_in > 30 ? expires_in - 20 : expires_in);
+  return Status::Ok();
+}
+
+namespace {
+
+class RegistryBlobReader final : public BlobReader {
+ public:
+  RegistryBlobReader(std::shared_ptr<RegistryBackend> backend, std::string id)
+      : backend_(std::move(backend)), id_(std::move(id)) {}
+  const std::string& blob_id() const override { return id_; }
+
+  Result<uint64_t> Size() override {
+    {
+      MutexLock lock(&mu_);
+      if (size_ != 0) return size_;
+    }
+    ASSIGN_OR_RETURN(RegistryBackend::Response r, Fetch("HEAD", {}, nullptr, IoContext{}));
+    RETURN_IF_ERROR(HttpStatusToStatus(r.status, What()));
+    auto it = r.headers.find("content-length");
+    if (it == r.headers.end()) return base::DataLossError(What(), ": no content-length");
+    uint64_t n = std::strtoull(it->second.c_str(), nullptr, 10);
+    MutexLock lock(&mu_);
+    size_ = n;
+    return n;
+  }
+
+ private:
+  std::string What() const { return "blob " + id_ + " at " + backend_->options().host; }
+
+  // A blob request with the auth and redirect handling of the file comment.
+  Result<RegistryBackend::Response> Fetch(const std::string& method,
+                                          std::map<std::string, std::string> headers,
+                                          const RegistryBackend::BodySink* sink,
+                                          const IoContext& ctx) {
+    if (auto redirect = backend_->CachedRedirect(id_)) {
+      auto r = backend_->Request(method, *redirect, headers, sink, ctx);
+      if (r.ok() && r->status >= 200 && r->status < 300) return r;
+      // Expired signature or storage trouble: back through the registry
+      // (the sink restarts with the next response).
+      backend_->SetRedirect(id_, std::nullopt);
+    }
+    const RegistryBackend::Target target{backend_->Origin(), backend_->BlobPath(id_)};
+    for (int attempt = 0;; ++attempt) {
+      std::map<std::string, std::string> h = headers;
+      const std::string auth = backend_->CachedAuthorization();
+      if (!auth.empty()) h["Authorization"] = auth;
+      ASSIGN_OR_RETURN(RegistryBackend::Response r, backend_->Request(method, target, h, sink, ctx));
+      if (r.status == 401 && attempt < 2) {
+        auto challenge = r.headers.find("www-authenticate");
+        if (!auth.empty()) {
+          // Stale credentials (or a misleading challenge answering them):
+          // drop them and ask again without, to get the real challenge.
+          backend_->DropAuthorization();
+          if (attempt == 0) continue;
+        }
+        if (challenge == r.headers.end()) {
+          return base::UnauthenticatedError(What(), ": 401 without a challenge");
+        }
+        RETURN_IF_ERROR(backend_->Authenticate(challenge->second, ctx));
+        continue;
+      }
+      if (r.status >= 300 && r.status < 400 && r.status != 304) {
+        auto loc = r.headers.find("location");
+        if (loc == r.headers.end()) return base::DataLossError(What(), ": redirect without location");
+        ASSIGN_OR_RETURN(RegistryBackend::Target t, ParseUrl(loc->second, target.origin));
+        backend_->SetRedirect(id_, t);
+        // Blob storage gets no registry authorization.
+        auto rr = backend_->Request(method, t, headers, sink, ctx);
+        if (!rr.ok() || rr->status < 200 || rr->status >= 300) backend_->SetRedirect(id_, std::nullopt);
+        return rr;
+      }
+      return r;
+    }
+  }
+
+  base::Status TryReadAt(uint64_t offset, base::MutableByteSpan dst,
+                         const IoContext& ctx) override {
+    if (dst.empty()) return Status::Ok();
+    const uint64_t last = offset + dst.size() - 1;
+    size_t got = 0;
+    bool overlong = false;
+    uint64_t skip = 0;   // 200 answers carry the whole blob: bytes before offset
+    bool whole = false;  // reading a 200 answer
+    RegistryBackend::BodySink sink;
+    sink.start = [&](int status) {
+      got = 0;
+      overlong = false;
+      whole = status == 200;
+      skip = offset;
+    };
+    sink.data = [&](const char* d, size_t n) {
+      if (whole) {
+        // The server ignored the range: keep [offset, offset + size) of the
+        // full body and stop reading once we have it.
+        const size_t drop = static_cast<size_t>(std::min<uint64_t>(skip, n));
+        skip -= drop;
+        const size_t take = std::min(n - drop, dst.size() - got);
+        std::memcpy(dst.data() + got, d + drop, take);
+        got += take;
+        return got < dst.size();
+      }
+      if (n > dst.size() - got) {
+        overlong = true;
+        return false;
+      }
+      std::memcpy(dst.data() + got, d, n);
+      got += n;
+      return true;
+    };
+    std::map<std::string, std::string> headers = {
+        {"Range", "bytes=" + std::to_string(offset) + "-" + std::to_string(last)}};
+    ASSIGN_OR_RETURN(RegistryBackend::Response r, Fetch("GET", headers, &sink, ctx));
+    if (r.status == 429 || r.status == 503) {
+      auto ra = r.headers.find("retry-after");
+      if (ra != r.headers.end()) {
+        auto wait = std::chrono::seconds(std::min<long>(std::atol(ra->second.c_str()), 30));
+        if (wait > std::chrono::seconds(0) && ctx.deadline.Remaining() > wait) {
+          std::this_thread::sleep_for(wait);
+        }
+      }
+    }
+    if (r.status == 200) {
+      if (got != dst.size()) {
+        return base::OutOfRangeError(What(), ": range [", offset, ", +", dst.size(),
+                                     ") passes the end of the blob");
+      }
+      return Status::Ok();
+    }
+    if (r.status != 206) return HttpStatusToStatus(r.status, What());
+    auto cr = r.headers.find("content-range");
+    const std::string want = "bytes " + std::to_string(offset) + "-" + std::to_string(last) + "/";
+    if (cr == r.headers.end() || cr->second.rfind(want, 0) != 0) {
+      return base::DataLossError(What(), ": content-range '",
+                                 cr == r.headers.end() ? "" : cr->second, "' does not match ",
+                                 want);
+    }
+    if (overlong) return base::DataLossError(What(), ": response longer than the range");
+    if (got != dst.size()) {
+      // Cut mid-body: transient.
+      return base::UnavailableError(What(), ": response ended after ", got, " of ", dst.size(),
+                                    " bytes");
+    }
+    return Status::Ok();
+  }
+
+  std::shared_ptr<RegistryBackend> backend_;
+  std::string id_;
+  base::Mutex mu_;
+  uint64_t size_ GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<BlobReader>> RegistryBackend::Open(const std::string& blob_id) {
+  if (blob_id.size() != 64 ||
+      !std::all_of(blob_id.begin(), blob_id.end(),
+                   [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); })) {
+    return base::InvalidArgumentError("blob id '", blob_id, "' is not a sha256 hex digest");
+  }
+  auto reader = std::make_unique<RegistryBlobReader>(shared_from_this(), blob_id);
+  reader->set_retry_policy(options_.retry);
+  return std::unique_ptr<BlobReader>(std::move(reader));
+}
+
+}  // namespace rfs::storage

@@ -1,0 +1,99 @@
+// RegistryBackend: blobs from an OCI distribution registry over HTTP(S),
+// read with ranged GETs of /v2/<repository>/blobs/sha256:<id>.
+//
+// One attempt (TryReadAt) does: the request with the cached authorization
+// for the repository's pull scope; on 401 the challenge is answered (Bearer:
+// a token from the realm, GET then POST form; Basic: the credentials) and the
+// request is sent once more; on a 3xx redirect the Location is fetched
+// without registry authorization and remembered per blob (dropped when it
+// later fails). A 206 must carry the requested Content-Range and exactly
+// that many bytes. Outcome -> Status in one place: 401 kUnauthenticated,
+// 403 kPermissionDenied, 404 kNotFound, 416 kOutOfRange, 429 / 5xx /
+// connection errors kUnavailable (retried by BlobReader::ReadAt within the
+// deadline, honouring Retry-After), a wrong body kDataLoss.
+//
+// Credentials and tokens are never logged and never appear in errors.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "base/metrics.h"
+#include "base/mutex.h"
+#include "storage/blob_reader.h"
+#include "storage/credentials.h"
+
+namespace rfs::storage {
+
+struct RegistryOptions {
+  std::string host;        // "registry.example.com" or "127.0.0.1:5000"
+  std::string repository;  // "library/busybox"
+  bool plain_http = false;
+  bool skip_verify = false;  // accept any TLS certificate
+  std::string ca_file;       // extra CA bundle
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds request_timeout{30000};
+  RetryPolicy retry;
+  std::shared_ptr<CredentialProvider> credentials;  // may be null
+};
+
+class RegistryBackend final : public BlobBackend,
+                              public std::enable_shared_from_this<RegistryBackend> {
+ public:
+  static base::Result<std::shared_ptr<RegistryBackend>> Create(RegistryOptions options);
+  base::Result<std::unique_ptr<BlobReader>> Open(const std::string& blob_id) override;
+
+  const RegistryOptions& options() const { return options_; }
+
+  // Internals shared with readers.
+  struct Response {
+    int status = 0;
+    std::map<std::string, std::string> headers;  // lower-case names
+    uint64_t body_bytes = 0;
+  };
+  struct Target {
+    std::string origin;  // scheme://host[:port]
+    std::string path;    // path?query
+  };
+  // Receives a response body: `start` with the status before any bytes
+  // (once per response), then `data` (return false to stop reading).
+  struct BodySink {
+    std::function<void(int status)> start;
+    std::function<bool(const char*, size_t)> data;
+  };
+  // One HTTP request; bodies of 2xx answers go to `sink`, others are
+  // discarded.
+  base::Result<Response> Request(const std::string& method, const Target& target,
+                                 const std::map<std::string, std::string>& headers,
+                                 const BodySink* sink, const IoContext& ctx);
+  // The Authorization header for the repository, "" when none is cached.
+  std::string CachedAuthorization();
+  // Answers a 401 challenge; afterwards CachedAuthorization() has the answer.
+  base::Status Authenticate(const std::string& challenge, const IoContext& ctx);
+  void DropAuthorization();
+  std::string BlobPath(const std::string& blob_id) const;
+  std::string Origin() const;
+  // Redirect target cache per blob.
+  std::optional<Target> CachedRedirect(const std::string& blob_id);
+  void SetRedirect(const std::string& blob_id, std::optional<Target> t);
+
+ private:
+  explicit RegistryBackend(RegistryOptions options) : options_(std::move(options)) {}
+
+  RegistryOptions options_;
+  base::Mutex mu_;
+  std::string authorization_ GUARDED_BY(mu_);
+  std::chrono::steady_clock::time_point auth_expiry_ GUARDED_BY(mu_);
+  std::map<std::string, Target> redirects_ GUARDED_BY(mu_);
+  // Serialises token fetches (single flight).
+  base::Mutex auth_mu_;
+};
+
+// Maps an HTTP status of a blob request to a Status (the one place).
+base::Status HttpStatusToStatus(int http_status, const std::string& what);
+
+}  // namespace rfs::storage
