@@ -1,6 +1,7 @@
 #include "cmd/rafs-snapshotter/metrics_http.h"
 
 #include <dirent.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -63,11 +64,27 @@ Result<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
       res.set_content(counts.status().ToString() + "\n", "text/plain");
     }
   });
+  // httplib's default also sets SO_REUSEPORT, which would let a second
+  // daemon share the port silently; plain SO_REUSEADDR only.
+  s->http_->set_socket_options([](int sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   if (!s->http_->bind_to_port(host, port)) {
     return base::UnavailableError("metrics endpoint: cannot listen on ", address);
   }
   s->port_ = port;
   s->thread_ = std::thread([self] { self->http_->listen_after_bind(); });
+  // httplib's stop() is a no-op until the accept loop runs: wait for it so
+  // that the destructor can always stop the thread (as newer httplib's
+  // wait_until_ready does).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!s->http_->is_running() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (!s->http_->is_running()) {
+    return base::InternalError("metrics endpoint on ", address, ": server did not start");
+  }
   return s;
 }
 
