@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/logging.h"
+#include "cmd/rafs/build_cmd.h"
 #include "cmd/rafs/print.h"
 #include "rafs/fs/checker.h"
 #include "rafs/fs/extractor.h"
@@ -285,7 +286,10 @@ int Main(int argc, char** argv) {
   extract->add_flag("--no-devices", no_devices, "skip device nodes");
   AddBlobOptions(extract, &blobs);
 
-  for (CLI::App* sub : {inspect, ls, cat, check, extract}) sub->footer(kExitHelp);
+  BuildArgs build_args;
+  auto* build = AddBuildCommand(&app, &build_args);
+
+  for (CLI::App* sub : {inspect, ls, cat, check, extract, build}) sub->footer(kExitHelp);
 
   try {
     app.parse(argc, argv);
@@ -305,6 +309,7 @@ int Main(int argc, char** argv) {
   if (*cat) return RunCat(image, path, blobs);
   if (*check) return RunCheck(image, blobs, json, metadata_only);
   if (*extract) return RunExtract(image, target, blobs, no_owners, no_devices);
+  if (*build) return RunBuild(build_args);
   return kExitUsage;
 }
 

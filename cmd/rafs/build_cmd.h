@@ -1,0 +1,31 @@
+// `rafs build` (and later `rafs merge`): the image-building subcommands of
+// the rafs tool, registered on its CLI11 app by main.cc.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
+
+namespace rfs::cmd {
+
+struct BuildArgs {
+  std::string source;
+  std::string bootstrap;
+  std::string blob_dir;
+  std::string compressor = "zstd";
+  std::string digester = "blake3";
+  std::string chunk_size = "1048576";
+  int fs_version = 6;
+  bool aligned = false;
+  bool blob_toc = false;
+  bool blob_inline_meta = false;
+  std::string prefetch_files;
+  bool json = false;
+};
+
+// Adds the `build` subcommand to `app`, filling `args` when parsed.
+CLI::App* AddBuildCommand(CLI::App* app, BuildArgs* args);
+// Runs it; returns the process exit code (0 ok, 1 error, 2 usage, 3 corrupt input).
+int RunBuild(const BuildArgs& args);
+
+}  // namespace rfs::cmd
