@@ -38,6 +38,7 @@ Status MakeDir(const std::string& path, mode_t mode) {
   return Status::Ok();
 }
 
+// mkdir -p: missing parents are created with `mode` too.
 Status EnsureDir(const std::string& path, mode_t mode) {
   struct stat st;
   if (::lstat(path.c_str(), &st) == 0) {
@@ -47,7 +48,13 @@ Status EnsureDir(const std::string& path, mode_t mode) {
     return Status::Ok();
   }
   if (errno != ENOENT) return ErrnoToStatus(errno, "stat " + path);
-  return MakeDir(path, mode);
+  size_t slash = path.rfind('/');
+  if (slash != std::string::npos && slash > 0) {
+    RETURN_IF_ERROR(EnsureDir(path.substr(0, slash), mode));
+  }
+  Status s = MakeDir(path, mode);
+  if (!s.ok() && errno == EEXIST) return Status::Ok();
+  return s;
 }
 
 Status CheckKeyArgs(const std::string& key, const std::string& parent, const Labels& labels) {

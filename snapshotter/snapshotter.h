@@ -47,7 +47,7 @@ class Snapshotter {
     bool in_memory_store = false;
   };
 
-  // Creates the root if missing, takes its lock (FailedPrecondition if
+  // Creates the root (and missing parents, 0700) if missing, takes its lock (FailedPrecondition if
   // another process holds it), opens the store and deletes orphan
   // directories left by a crash.
   static base::Result<std::unique_ptr<Snapshotter>> Open(const Options& options);

@@ -321,6 +321,8 @@ TEST_F(SnapshotterTest, RootIsLockedByOneInstance) {
   EXPECT_NE(second.status().message().find("in use"), std::string::npos);
   sn_.reset();
   EXPECT_TRUE(Snapshotter::Open(o).ok());
+  o.root = tmp_.Sub("deep/er/root");
+  EXPECT_TRUE(Snapshotter::Open(o).ok());
   o.root = "relative/root";
   EXPECT_EQ(Snapshotter::Open(o).status().code(), StatusCode::kInvalidArgument);
 }

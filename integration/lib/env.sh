@@ -1,0 +1,155 @@
+# Shared set-up for the integration scenarios: a temp work dir, a loopback
+# docker-registry, our daemon, and containerd with its own config, state and
+# socket that has our daemon as proxy snapshotter "nydus". Everything listens
+# on 127.0.0.1 or on unix sockets under the work dir, and is stopped (by the
+# pids recorded here) on exit.
+#
+# Source it with BUILD set to the CMake build dir. Needs root, containerd,
+# runc, docker-registry, busybox-static, curl, python3.
+set -euo pipefail
+
+[ "$(id -u)" = 0 ] || { echo "integration: needs root" >&2; exit 2; }
+for c in containerd ctr runc docker-registry curl python3; do
+  command -v "$c" >/dev/null || { echo "integration: missing $c (bash .ci/setup)" >&2; exit 2; }
+done
+[ -x /bin/busybox ] || { echo "integration: missing /bin/busybox (busybox-static)" >&2; exit 2; }
+
+IT_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BUILD=$(cd "${BUILD:?set BUILD to the build dir}" && pwd)
+DAEMON=$BUILD/cmd/rafs-snapshotter
+BENCH=$BUILD/test/snapshotter/snapshotter_bench
+W=$(mktemp -d "${TMPDIR:-/tmp}/rfs-it.XXXXXX")
+NS=rfs-it
+declare -A PIDS=()
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+fail() { log "FAIL: $*"; exit 1; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+stop_pid() {  # name
+  local p=${PIDS[$1]:-}
+  [ -n "$p" ] || return 0
+  kill -TERM "$p" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$p" 2>/dev/null || true
+  wait "$p" 2>/dev/null || true
+  unset "PIDS[$1]"
+}
+
+it_cleanup() {
+  local rc=$?
+  set +e
+  if [ $rc -ne 0 ]; then
+    for f in "$W"/*.log; do [ -f "$f" ] && { echo "--- tail $f"; tail -20 "$f"; }; done
+  fi
+  # Containers and tasks of our namespace, then the daemons.
+  if [ -n "${PIDS[containerd]:-}" ]; then
+    for c in $(ctr_ containers ls -q 2>/dev/null); do ctr_ tasks kill -s KILL "$c" 2>/dev/null; ctr_ containers rm "$c" 2>/dev/null; done
+  fi
+  stop_pid containerd
+  stop_pid snapshotter
+  stop_pid registry
+  # Mounts left below the work dir (only if something died half-way).
+  awk -v d="$W/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r |
+    while read -r m; do umount -l "$m" 2>/dev/null; done
+  rm -rf "$W"
+  exit $rc
+}
+trap it_cleanup EXIT
+
+wait_for() {  # description, command...
+  local what=$1; shift
+  for _ in $(seq 300); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  fail "timed out waiting for $what"
+}
+
+REG_PORT=$(free_port)
+REG=127.0.0.1:$REG_PORT
+start_registry() {
+  mkdir -p "$W/registry"
+  cat >"$W/registry.yml" <<EOC
+version: 0.1
+log: {level: warn}
+storage: {filesystem: {rootdirectory: $W/registry}, delete: {enabled: true}}
+http: {addr: $REG}
+EOC
+  docker-registry serve "$W/registry.yml" >"$W/registry.log" 2>&1 &
+  PIDS[registry]=$!
+  wait_for "registry on $REG" curl -fsS "http://$REG/v2/"
+}
+
+SN_SOCK=$W/sn/rafs.sock
+SN_ROOT=$W/sn/root
+METRICS_PORT=$(free_port)
+start_snapshotter() {
+  cat >"$W/sn-config.yaml" <<EOC
+log: {level: debug}
+metrics: {address: "127.0.0.1:$METRICS_PORT"}
+EOC
+  "$DAEMON" --address "$SN_SOCK" --root "$SN_ROOT" --config "$W/sn-config.yaml" >>"$W/snapshotter.log" 2>&1 &
+  PIDS[snapshotter]=$!
+  wait_for "snapshotter socket" bash -c "test -S '$SN_SOCK' || ! kill -0 ${PIDS[snapshotter]}"
+  kill -0 "${PIDS[snapshotter]}" 2>/dev/null || fail "snapshotter exited at start"
+  wait_for "snapshotter health" curl -fsS "http://127.0.0.1:$METRICS_PORT/healthz"
+}
+
+CTRD_SOCK=$W/containerd/containerd.sock
+start_containerd() {
+  mkdir -p "$W/containerd"
+  cat >"$W/containerd.toml" <<EOC
+version = 2
+root = "$W/containerd/root"
+state = "$W/containerd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$CTRD_SOCK"
+[ttrpc]
+  address = "$CTRD_SOCK.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+[proxy_plugins]
+  [proxy_plugins.nydus]
+    type = "snapshot"
+    address = "$SN_SOCK"
+EOC
+  containerd --config "$W/containerd.toml" >"$W/containerd.log" 2>&1 &
+  PIDS[containerd]=$!
+  wait_for "containerd" ctr --address "$CTRD_SOCK" version
+}
+
+ctr_() { ctr --address "$CTRD_SOCK" -n "$NS" "$@"; }
+
+# snapshots by kind from our daemon's metrics: "active view committed"
+sn_counts() {
+  curl -fsS "http://127.0.0.1:$METRICS_PORT/v1/metrics" |
+    awk '/^snapshotter_snapshots\{kind="active"\}/ {a=$2} /^snapshotter_snapshots\{kind="view"\}/ {v=$2}
+         /^snapshotter_snapshots\{kind="committed"\}/ {c=$2} END {print a+0, v+0, c+0}'
+}
+
+# The store and the directories agree: one dir per live snapshot, nothing else.
+check_consistent() {
+  local counts total dirs
+  counts=$(sn_counts)
+  total=$(echo "$counts" | awk '{print $1+$2+$3}')
+  dirs=$(find "$SN_ROOT/snapshots" -mindepth 1 -maxdepth 1 | wc -l)
+  local odd
+  odd=$(find "$SN_ROOT/snapshots" -mindepth 1 -maxdepth 1 ! -regex '.*/[1-9][0-9]*' | wc -l)
+  [ "$odd" = 0 ] || fail "non-id entries under snapshots/: $(ls "$SN_ROOT/snapshots")"
+  [ "$dirs" = "$total" ] || fail "store has $total snapshots ($counts a/v/c), snapshots/ has $dirs dirs"
+  for d in "$SN_ROOT"/snapshots/*; do
+    [ -e "$d" ] || continue
+    [ -d "$d/fs" ] || fail "$d has no fs dir"
+  done
+  log "consistent: $total snapshots (active/view/committed $counts), $dirs dirs"
+}
+
+IMAGE=$REG/rfs-it/busybox:1
+push_test_image() {
+  python3 "$IT_LIB/make_oci_image.py" "$W/image.tar" "$IMAGE" /bin/busybox
+  ctr --address "$CTRD_SOCK" -n rfs-it-build images import --no-unpack "$W/image.tar" >/dev/null
+  ctr --address "$CTRD_SOCK" -n rfs-it-build images push --plain-http "$IMAGE" >/dev/null
+  ctr --address "$CTRD_SOCK" -n rfs-it-build images rm --sync "$IMAGE" >/dev/null
+}
