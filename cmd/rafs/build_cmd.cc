@@ -68,9 +68,11 @@ bool ParseSize(const std::string& s, uint64_t* out) {
 }  // namespace
 
 CLI::App* AddBuildCommand(CLI::App* app, BuildArgs* args) {
-  auto* b = app->add_subcommand("build",
-                                "build a RAFS v6 image (bootstrap + data blob) from a directory");
-  b->add_option("SOURCE", args->source, "source directory")->required();
+  auto* b = app->add_subcommand(
+      "build", "build a RAFS v6 image (bootstrap + data blob) from a directory or a layer tarball");
+  b->add_option("SOURCE", args->source,
+                "source directory, or layer tarball (tar, tar.gz or tar.zst)")
+      ->required();
   b->add_option("--bootstrap", args->bootstrap, "output bootstrap file")->required();
   b->add_option("--blob-dir", args->blob_dir, "directory for the data blob (named by blob id)")
       ->required();
@@ -134,17 +136,11 @@ int RunBuild(const BuildArgs& args) {
     }
   }
   struct stat st;
-  if (stat(args.source.c_str(), &st) != 0) {
-    return Fail("build", base::ErrnoToStatus(errno, "source " + args.source));
-  }
-  if (!S_ISDIR(st.st_mode)) {
-    return Fail("build", base::InvalidArgumentError("source ", args.source, ": not a directory"));
-  }
   if (stat(args.blob_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     return Fail("build",
                 base::NotFoundError("--blob-dir ", args.blob_dir, ": not an existing directory"));
   }
-  auto r = rafs::builder::BuildFromDirectory(args.source, args.bootstrap, args.blob_dir, o);
+  auto r = rafs::builder::BuildImage(args.source, args.bootstrap, args.blob_dir, o);
   if (!r.ok()) return Fail("build", r.status());
   if (args.json) {
     nlohmann::json j;

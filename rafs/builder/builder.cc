@@ -11,6 +11,7 @@
 
 #include "rafs/builder/blob_writer.h"
 #include "rafs/builder/dir_source.h"
+#include "rafs/builder/tar_source.h"
 #include "rafs/builder/tree.h"
 #include "rafs/builder/v6_writer.h"
 #include "rafs/format/v6.h"
@@ -99,16 +100,9 @@ base::Status WriteFileAtomically(const std::string& path, const std::vector<uint
   return base::Status::Ok();
 }
 
-base::Result<BuildResult> BuildFromDirectory(const std::string& source_dir,
-                                             const std::string& bootstrap_path,
-                                             const std::string& blob_dir,
-                                             const BuildOptions& options) {
-  ASSIGN_OR_RETURN(std::unique_ptr<Node> root, LoadDirectory(source_dir));
-  root->mtime = 0;  // as upstream directory builds do (repeatable)
-  root->mtime_nsec = 0;
+namespace {
 
-  std::vector<ChunkInfo> chunks;
-  std::vector<BlobEntry> blobs;
+BlobOptions MakeBlobOptions(const BuildOptions& options, const std::string& blob_dir) {
   BlobOptions bo;
   bo.compressor = options.compressor;
   bo.digester = options.digester;
@@ -118,12 +112,81 @@ base::Result<BuildResult> BuildFromDirectory(const std::string& source_dir,
   bo.inline_meta = options.blob_inline_meta;
   bo.threads = options.threads;
   bo.blob_dir = blob_dir;
-  ASSIGN_OR_RETURN(auto writer, BlobWriter::Create(bo, &chunks, [&blobs] {
-                     blobs.emplace_back();
-                     return static_cast<uint32_t>(blobs.size() - 1);
-                   }));
+  return bo;
+}
 
-  BuildResult result;
+// Shared state of one build: the chunk list, blob table and blob writer.
+struct Build {
+  std::vector<ChunkInfo> chunks;
+  std::vector<BlobEntry> blobs;
+  std::unique_ptr<BlobWriter> writer;
+
+  base::Status Start(const BuildOptions& options, const std::string& blob_dir) {
+    ASSIGN_OR_RETURN(writer,
+                     BlobWriter::Create(MakeBlobOptions(options, blob_dir), &chunks, [this] {
+                       blobs.emplace_back();
+                       return static_cast<uint32_t>(blobs.size() - 1);
+                     }));
+    return base::Status::Ok();
+  }
+
+  // Finishes the blob, writes the bootstrap, fills the summary.
+  base::Result<BuildResult> Finish(Node* root, const std::string& bootstrap_path,
+                                   const BuildOptions& options) {
+    BuildResult result;
+    V6Options vo;
+    vo.chunk_size = options.chunk_size;
+    vo.compressor = options.compressor;
+    vo.digester = options.digester;
+    vo.prefetch_paths = options.prefetch_paths;
+    ASSIGN_OR_RETURN(
+        BlobEntry entry,
+        writer->Finish([&](const BlobEntry& placeholder) -> base::Result<std::vector<uint8_t>> {
+          std::vector<BlobEntry> inline_blobs = blobs;
+          inline_blobs.back() = placeholder;
+          return WriteV6Bootstrap(root, &chunks, inline_blobs, vo);
+        }));
+    if (entry.chunk_count > 0) {
+      blobs.back() = entry;
+      // The separate bootstrap names the blob by its real id. Readers replace
+      // the id of an INLINED_FS_META entry with the bootstrap's file name
+      // (spec 6.6), so the flag is cleared here as upstream clears it on
+      // entries copied out of an inlined bootstrap.
+      blobs.back().features &= ~format::kBlobInlinedFsMeta;
+      result.blob_id = entry.blob_id;
+      result.blob_path = writer->path();
+      struct stat st;
+      if (stat(result.blob_path.c_str(), &st) == 0) {
+        result.blob_size = static_cast<uint64_t>(st.st_size);
+      }
+    }
+    ASSIGN_OR_RETURN(std::vector<uint8_t> boot, WriteV6Bootstrap(root, &chunks, blobs, vo));
+    RETURN_IF_ERROR(WriteFileAtomically(bootstrap_path, boot));
+    result.bootstrap_size = boot.size();
+    VisitInSequenceOrder(root, [&](Node* n) {
+      ++result.entries;
+      if (n->is_reg() && n->link_to == nullptr) {
+        ++result.files;
+        result.file_bytes += n->size;
+      }
+    });
+    result.chunks = writer->stats().chunks_total;
+    result.chunks_stored = writer->stats().chunks_stored;
+    return result;
+  }
+};
+
+}  // namespace
+
+base::Result<BuildResult> BuildFromDirectory(const std::string& source_dir,
+                                             const std::string& bootstrap_path,
+                                             const std::string& blob_dir,
+                                             const BuildOptions& options) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Node> root, LoadDirectory(source_dir));
+  root->mtime = 0;  // as upstream directory builds do (repeatable)
+  root->mtime_nsec = 0;
+  Build build;
+  RETURN_IF_ERROR(build.Start(options, blob_dir));
   for (Node* f : DataOrder(root.get(), options.prefetch_paths)) {
     int raw = open(f->source_path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (raw < 0) return base::ErrnoToStatus(errno, "open " + f->source_path);
@@ -151,48 +214,40 @@ base::Result<BuildResult> BuildFromDirectory(const std::string& source_dir,
       lseek(fd.get(), static_cast<off_t>(is_hole ? offset + length : offset), SEEK_SET);
       return is_hole;
     };
-    RETURN_IF_ERROR(writer->AddFile(f, read, /*check_eof=*/true, hole));
+    RETURN_IF_ERROR(build.writer->AddFile(f, read, /*check_eof=*/true, hole));
   }
+  return build.Finish(root.get(), bootstrap_path, options);
+}
 
-  V6Options vo;
-  vo.chunk_size = options.chunk_size;
-  vo.compressor = options.compressor;
-  vo.digester = options.digester;
-  vo.prefetch_paths = options.prefetch_paths;
-  ASSIGN_OR_RETURN(
-      BlobEntry entry,
-      writer->Finish([&](const BlobEntry& placeholder) -> base::Result<std::vector<uint8_t>> {
-        std::vector<BlobEntry> inline_blobs = blobs;
-        inline_blobs.back() = placeholder;
-        return WriteV6Bootstrap(root.get(), &chunks, inline_blobs, vo);
-      }));
-  if (entry.chunk_count > 0) {
-    blobs.back() = entry;
-    // The separate bootstrap names the blob by its real id. Readers replace
-    // the id of an INLINED_FS_META entry with the bootstrap's file name
-    // (spec 6.6), so the flag is cleared here as upstream clears it on
-    // entries copied out of an inlined bootstrap.
-    blobs.back().features &= ~format::kBlobInlinedFsMeta;
-    result.blob_id = entry.blob_id;
-    result.blob_path = writer->path();
-    struct stat st;
-    if (stat(result.blob_path.c_str(), &st) == 0)
-      result.blob_size = static_cast<uint64_t>(st.st_size);
-  }
-  ASSIGN_OR_RETURN(std::vector<uint8_t> boot, WriteV6Bootstrap(root.get(), &chunks, blobs, vo));
-  RETURN_IF_ERROR(WriteFileAtomically(bootstrap_path, boot));
+base::Result<BuildResult> BuildFromTarball(const std::string& tarball,
+                                           const std::string& bootstrap_path,
+                                           const std::string& blob_dir,
+                                           const BuildOptions& options) {
+  auto root = std::make_unique<Node>();
+  root->name = "/";
+  root->mode = S_IFDIR | 0755;
+  std::vector<std::unique_ptr<Node>> retired;
+  Build build;
+  RETURN_IF_ERROR(build.Start(options, blob_dir));
+  TarOptions to;
+  to.max_expansion = options.max_tar_expansion;
+  RETURN_IF_ERROR(LoadTarball(tarball, to, build.writer.get(), root.get(), &retired));
+  return build.Finish(root.get(), bootstrap_path, options);
+}
 
-  result.bootstrap_size = boot.size();
-  VisitInSequenceOrder(root.get(), [&](Node* n) {
-    ++result.entries;
-    if (n->is_reg() && n->link_to == nullptr) {
-      ++result.files;
-      result.file_bytes += n->size;
+base::Result<BuildResult> BuildImage(const std::string& source, const std::string& bootstrap_path,
+                                     const std::string& blob_dir, const BuildOptions& options) {
+  struct stat st;
+  if (stat(source.c_str(), &st) != 0) return base::ErrnoToStatus(errno, "source " + source);
+  if (S_ISDIR(st.st_mode)) return BuildFromDirectory(source, bootstrap_path, blob_dir, options);
+  if (S_ISREG(st.st_mode)) {
+    if (!LooksLikeTarball(source)) {
+      return base::InvalidArgumentError("source ", source,
+                                        ": neither a directory nor a tar, tar.gz or tar.zst file");
     }
-  });
-  result.chunks = writer->stats().chunks_total;
-  result.chunks_stored = writer->stats().chunks_stored;
-  return result;
+    return BuildFromTarball(source, bootstrap_path, blob_dir, options);
+  }
+  return base::InvalidArgumentError("source ", source, ": not a directory or a regular file");
 }
 
 }  // namespace rfs::rafs::builder

@@ -26,6 +26,9 @@ struct BuildOptions {
   // blob and their nids form the prefetch table.
   std::vector<std::string> prefetch_paths;
   int threads = 0;  // 0 = hardware concurrency
+  // Tarballs: refuse data expanding more than this many times its
+  // compressed size (plus 64 MiB), a decompression bomb.
+  uint64_t max_tar_expansion = 1000;
 };
 
 struct BuildResult {
@@ -39,6 +42,18 @@ struct BuildResult {
   uint64_t chunks = 0;         // chunks of all files
   uint64_t chunks_stored = 0;  // distinct chunks in the blob
 };
+
+// Builds SOURCE, a directory or a layer tarball (plain, gzip or zstd),
+// into `bootstrap_path` and a blob in `blob_dir`.
+base::Result<BuildResult> BuildImage(const std::string& source, const std::string& bootstrap_path,
+                                     const std::string& blob_dir, const BuildOptions& options);
+
+// Builds a layer tarball (see tar_source.h for how unusual entries are
+// treated; whiteouts stay in the bootstrap for a later merge).
+base::Result<BuildResult> BuildFromTarball(const std::string& tarball,
+                                           const std::string& bootstrap_path,
+                                           const std::string& blob_dir,
+                                           const BuildOptions& options);
 
 // Builds `source_dir` into `bootstrap_path` and a blob in `blob_dir`.
 base::Result<BuildResult> BuildFromDirectory(const std::string& source_dir,
