@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "rafs/builder/builder.h"
+#include "rafs/builder/merger.h"
 
 namespace rfs::cmd {
 namespace {
@@ -168,6 +169,36 @@ int RunBuild(const BuildArgs& args) {
     }
     std::cout << r->entries << " entries, " << r->files << " files, " << r->file_bytes
               << " bytes of file data\n";
+  }
+  return kExitOk;
+}
+
+CLI::App* AddMergeCommand(CLI::App* app, MergeArgs* args) {
+  auto* m = app->add_subcommand(
+      "merge",
+      "merge per-layer bootstraps (lowest first) into one image bootstrap, applying OCI and "
+      "overlayfs whiteouts");
+  m->add_option("LAYER_BOOTSTRAP", args->layers, "layer bootstraps, lowest layer first")
+      ->required();
+  m->add_option("--bootstrap", args->bootstrap, "output bootstrap file")->required();
+  m->add_flag("--json", args->json, "print a JSON summary");
+  return m;
+}
+
+int RunMerge(const MergeArgs& args) {
+  auto r = rafs::builder::MergeLayers(args.layers, args.bootstrap);
+  if (!r.ok()) return Fail("merge", r.status());
+  if (args.json) {
+    nlohmann::json j;
+    j["bootstrap"] = args.bootstrap;
+    j["bootstrap_size"] = r->bootstrap_size;
+    j["entries"] = r->entries;
+    j["blob_ids"] = r->blob_ids;
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::cout << "bootstrap " << args.bootstrap << " (" << r->bootstrap_size << " bytes), "
+              << r->entries << " entries, " << r->blobs << " blobs\n";
+    for (const auto& id : r->blob_ids) std::cout << "blob " << id << "\n";
   }
   return kExitOk;
 }

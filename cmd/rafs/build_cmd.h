@@ -1,4 +1,4 @@
-// `rafs build` (and later `rafs merge`): the image-building subcommands of
+// `rafs build` and `rafs merge`: the image-building subcommands of
 // the rafs tool, registered on its CLI11 app by main.cc.
 #pragma once
 
@@ -27,5 +27,15 @@ struct BuildArgs {
 CLI::App* AddBuildCommand(CLI::App* app, BuildArgs* args);
 // Runs it; returns the process exit code (0 ok, 1 error, 2 usage, 3 corrupt input).
 int RunBuild(const BuildArgs& args);
+
+struct MergeArgs {
+  std::vector<std::string> layers;
+  std::string bootstrap;
+  bool json = false;
+};
+
+// Adds the `merge` subcommand to `app`.
+CLI::App* AddMergeCommand(CLI::App* app, MergeArgs* args);
+int RunMerge(const MergeArgs& args);
 
 }  // namespace rfs::cmd

@@ -288,8 +288,10 @@ int Main(int argc, char** argv) {
 
   BuildArgs build_args;
   auto* build = AddBuildCommand(&app, &build_args);
+  MergeArgs merge_args;
+  auto* merge = AddMergeCommand(&app, &merge_args);
 
-  for (CLI::App* sub : {inspect, ls, cat, check, extract, build}) sub->footer(kExitHelp);
+  for (CLI::App* sub : {inspect, ls, cat, check, extract, build, merge}) sub->footer(kExitHelp);
 
   try {
     app.parse(argc, argv);
@@ -310,6 +312,7 @@ int Main(int argc, char** argv) {
   if (*check) return RunCheck(image, blobs, json, metadata_only);
   if (*extract) return RunExtract(image, target, blobs, no_owners, no_devices);
   if (*build) return RunBuild(build_args);
+  if (*merge) return RunMerge(merge_args);
   return kExitUsage;
 }
 
