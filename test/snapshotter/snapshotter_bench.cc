@@ -7,7 +7,7 @@
 // Each iteration: Prepare(key, parent) -> Commit(name, key) -> Remove(name),
 // timed as one round trip from the client. --parent-depth builds a chain of D
 // committed layers first and prepares on top of it; --fill creates N extra
-// committed snapshots first (store size). Prints iterations per second and
+// committed snapshots first (store size) and times one full List. Prints iterations per second and
 // p50/p90/p99/max latency in milliseconds.
 #include <algorithm>
 #include <chrono>
@@ -105,6 +105,21 @@ int main(int argc, char** argv) {
     std::string name = run + "-fill-" + std::to_string(i);
     if (!Check(c.Prepare(name + "-tmp", ""), "prepare fill")) return 1;
     if (!Check(c.Commit(name, name + "-tmp"), "commit fill")) return 1;
+  }
+  if (fill > 0) {
+    // One full List (what containerd's GC does) over the filled store.
+    auto t0 = std::chrono::steady_clock::now();
+    grpc::ClientContext ctx;
+    v1::ListSnapshotsRequest req;
+    req.set_snapshotter("bench");
+    auto reader = c.stub->List(&ctx, req);
+    v1::ListSnapshotsResponse resp;
+    int n = 0;
+    while (reader->Read(&resp)) n += resp.info_size();
+    if (!Check(reader->Finish(), "list")) return 1;
+    std::printf("list of %d snapshots: %.1f ms\n", n,
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                    .count());
   }
   std::vector<double> ms;
   ms.reserve(iterations);
