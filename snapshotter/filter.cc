@@ -55,7 +55,8 @@ class Scanner {
     char c = in_[pos_];
     if (IsQuoteChar(c)) {
       std::string error;
-      if (!ScanQuoted(c, &error)) return {Tok::kIllegal, start, in_.substr(start, pos_ - start), error};
+      if (!ScanQuoted(c, &error))
+        return {Tok::kIllegal, start, in_.substr(start, pos_ - start), error};
       return {Tok::kQuoted, start, in_.substr(start, pos_ - start), ""};
     }
     if (IsSeparatorChar(c)) {
@@ -149,14 +150,30 @@ std::optional<std::string> Unquote(const std::string& s) {
     if (++i + 1 > s.size() - 1) return std::nullopt;
     char e = s[i];
     switch (e) {
-      case 'a': out.push_back('\a'); break;
-      case 'b': out.push_back('\b'); break;
-      case 'f': out.push_back('\f'); break;
-      case 'n': out.push_back('\n'); break;
-      case 'r': out.push_back('\r'); break;
-      case 't': out.push_back('\t'); break;
-      case 'v': out.push_back('\v'); break;
-      case '\\': out.push_back('\\'); break;
+      case 'a':
+        out.push_back('\a');
+        break;
+      case 'b':
+        out.push_back('\b');
+        break;
+      case 'f':
+        out.push_back('\f');
+        break;
+      case 'n':
+        out.push_back('\n');
+        break;
+      case 'r':
+        out.push_back('\r');
+        break;
+      case 't':
+        out.push_back('\t');
+        break;
+      case 'v':
+        out.push_back('\v');
+        break;
+      case '\\':
+        out.push_back('\\');
+        break;
       case 'x':
       case 'u':
       case 'U': {
@@ -262,8 +279,9 @@ Result<Filter::Conjunction> Filter::ParseOne(const std::string& text) {
       }
       if (sel.op == Op::kMatches) {
         if (sel.value.size() > kMaxRegexBytes) {
-          return SyntaxError(text, v.pos, base::StrCat("regular expression longer than ",
-                                                       kMaxRegexBytes, " bytes"));
+          return SyntaxError(
+              text, v.pos,
+              base::StrCat("regular expression longer than ", kMaxRegexBytes, " bytes"));
         }
         // std::regex reports bad patterns by throwing; caught right here.
         try {

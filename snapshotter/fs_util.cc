@@ -68,8 +68,7 @@ Status DuDir(int dir_fd, const std::string& path, int depth, DuState* s) {
     }
     Account(st, s);
     if (S_ISDIR(st.st_mode)) {
-      UniqueFd child(::openat(dir_fd, n.c_str(),
-                              O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      UniqueFd child(::openat(dir_fd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (!child) {
         if (errno == ENOENT) continue;
         return ErrnoToStatus(errno, "open " + path + "/" + n);
@@ -104,8 +103,8 @@ Status RemoveChildren(int dir_fd, dev_t dev, const std::string& path, int depth)
     }
     if (st.st_dev != dev) {
       if (first_error.ok()) {
-        first_error = base::FailedPreconditionError("remove ", child_path,
-                                                    ": a mount point, not entered");
+        first_error =
+            base::FailedPreconditionError("remove ", child_path, ": a mount point, not entered");
       }
       continue;
     }

@@ -77,8 +77,8 @@ bool ValidKind(int64_t k) { return k >= 1 && k <= 3; }
 
 Result<std::unique_ptr<MetadataStore>> MetadataStore::Open(const std::string& path) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  int rc = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     sqlite3_close(db);
@@ -94,7 +94,8 @@ Result<std::unique_ptr<MetadataStore>> MetadataStore::Open(const std::string& pa
   RETURN_IF_ERROR(store->Exec("BEGIN IMMEDIATE"));
   Status s = store->Exec(kSchema);
   if (s.ok()) {
-    ASSIGN_OR_RETURN(sqlite3_stmt * st, store->Prepare("SELECT value FROM meta WHERE key = 'schema'"));
+    ASSIGN_OR_RETURN(sqlite3_stmt * st,
+                     store->Prepare("SELECT value FROM meta WHERE key = 'schema'"));
     StmtGuard g(st);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
@@ -312,9 +313,8 @@ Result<MetadataStore::Snapshot> MetadataStore::GetSnapshot(const std::string& ke
 }
 
 Result<MetadataStore::Record> MetadataStore::GetInfo(const std::string& key) {
-  ASSIGN_OR_RETURN(sqlite3_stmt * st, Prepare(std::string(kSelectRecord)
-                                                      .append("WHERE s.key = ?")
-                                                      .c_str()));
+  ASSIGN_OR_RETURN(sqlite3_stmt * st,
+                   Prepare(std::string(kSelectRecord).append("WHERE s.key = ?").c_str()));
   Record r;
   {
     StmtGuard g(st);
@@ -328,8 +328,7 @@ Result<MetadataStore::Record> MetadataStore::GetInfo(const std::string& key) {
   return r;
 }
 
-Result<Info> MetadataStore::UpdateInfo(const Info& info,
-                                       const std::vector<std::string>& fieldpaths,
+Result<Info> MetadataStore::UpdateInfo(const Info& info, const std::vector<std::string>& fieldpaths,
                                        int64_t now_ns) {
   ASSIGN_OR_RETURN(Record r, GetInfo(info.name));
   Labels labels = r.info.labels;
@@ -348,8 +347,8 @@ Result<Info> MetadataStore::UpdateInfo(const Info& info,
       } else if (path == "labels") {
         labels = info.labels;
       } else {
-        return InvalidArgumentError("cannot update field \"", path, "\" of snapshot \"",
-                                    info.name, "\": only labels are mutable");
+        return InvalidArgumentError("cannot update field \"", path, "\" of snapshot \"", info.name,
+                                    "\": only labels are mutable");
       }
     }
   }
@@ -435,9 +434,8 @@ Status MetadataStore::WalkInfo(const std::function<Status(const Record&)>& fn) {
   }
   std::vector<Record> records;
   {
-    ASSIGN_OR_RETURN(sqlite3_stmt * st, Prepare(std::string(kSelectRecord)
-                                                        .append("ORDER BY s.key")
-                                                        .c_str()));
+    ASSIGN_OR_RETURN(sqlite3_stmt * st,
+                     Prepare(std::string(kSelectRecord).append("ORDER BY s.key").c_str()));
     StmtGuard g(st);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {

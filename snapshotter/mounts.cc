@@ -16,8 +16,7 @@ std::vector<Mount> BuildMounts(const std::string& snapshots_dir, Kind kind, int6
                                const std::vector<int64_t>& parent_ids, const Labels& labels,
                                const OverlayOptions& options) {
   if (parent_ids.empty()) {
-    return {Mount{"bind", FsDir(snapshots_dir, id),
-                  {kind == Kind::kView ? "ro" : "rw", "rbind"}}};
+    return {Mount{"bind", FsDir(snapshots_dir, id), {kind == Kind::kView ? "ro" : "rw", "rbind"}}};
   }
   if (kind != Kind::kActive && parent_ids.size() == 1) {
     return {Mount{"bind", FsDir(snapshots_dir, parent_ids[0]), {"ro", "rbind"}}};

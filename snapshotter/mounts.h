@@ -28,8 +28,8 @@ inline constexpr size_t kMaxOverlayLowers = 500;  // OVL_MAX_STACK
 inline constexpr const char* kVolatileLabel = "containerd.io/snapshot/overlay.volatile";
 
 struct OverlayOptions {
-  bool index_off = false;   // "index=off"
-  bool userxattr = false;   // "userxattr" (rootless/user namespaces)
+  bool index_off = false;     // "index=off"
+  bool userxattr = false;     // "userxattr" (rootless/user namespaces)
   bool volatile_all = false;  // "volatile" on every active overlay, not only on request
 };
 

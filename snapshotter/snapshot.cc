@@ -44,8 +44,7 @@ std::string Quoted(std::string_view key) {
 Status ValidateKey(std::string_view what, std::string_view key) {
   if (key.empty()) return InvalidArgumentError(what, " must not be empty");
   if (key.size() > kMaxKeyBytes) {
-    return InvalidArgumentError(what, " ", Quoted(key), " is longer than ", kMaxKeyBytes,
-                                " bytes");
+    return InvalidArgumentError(what, " ", Quoted(key), " is longer than ", kMaxKeyBytes, " bytes");
   }
   if (key.find('\0') != std::string_view::npos || key.find('\n') != std::string_view::npos) {
     return InvalidArgumentError(what, " ", Quoted(key), " contains a NUL or newline");

@@ -110,9 +110,8 @@ Result<std::unique_ptr<Snapshotter>> Snapshotter::Open(const Options& options) {
   if (!lock_fd) return ErrnoToStatus(errno, "open " + lock_path);
   if (::flock(lock_fd.get(), LOCK_EX | LOCK_NB) != 0) {
     if (errno == EWOULDBLOCK) {
-      return base::FailedPreconditionError("root ", opts.root,
-                                           " is in use by another rafs-snapshotter (", lock_path,
-                                           " is locked)");
+      return base::FailedPreconditionError(
+          "root ", opts.root, " is in use by another rafs-snapshotter (", lock_path, " is locked)");
     }
     return ErrnoToStatus(errno, "flock " + lock_path);
   }
@@ -225,8 +224,7 @@ Result<std::vector<Mount>> Snapshotter::Mounts(const std::string& key) {
                      options_.overlay);
 }
 
-Status Snapshotter::Commit(const std::string& name, const std::string& key,
-                           const Labels& labels) {
+Status Snapshotter::Commit(const std::string& name, const std::string& key, const Labels& labels) {
   RETURN_IF_ERROR(ValidateKey("name", name));
   RETURN_IF_ERROR(ValidateKey("key", key));
   RETURN_IF_ERROR(ValidateLabels(labels));

@@ -13,7 +13,8 @@ using base::InvalidArgumentError;
 using base::Result;
 using base::Status;
 
-const char* const kDefaultConfigYaml = R"yaml(# rafs-snapshotter configuration. Every key is optional; shown with its default.
+const char* const kDefaultConfigYaml =
+    R"yaml(# rafs-snapshotter configuration. Every key is optional; shown with its default.
 # Command-line flags (--root, --address, --log-level) override the file.
 version: 1
 
@@ -130,8 +131,8 @@ class Reader {
 Status Apply(const YAML::Node& root, const Reader& r, Config* c) {
   if (!root || root.IsNull()) return Status::Ok();
   if (!root.IsMap()) return r.Error("", "the document must be a map, got " + NodeText(root));
-  RETURN_IF_ERROR(r.CheckKeys(root, "",
-                              {"version", "root", "address", "grpc", "log", "metrics", "snapshot"}));
+  RETURN_IF_ERROR(
+      r.CheckKeys(root, "", {"version", "root", "address", "grpc", "log", "metrics", "snapshot"}));
   long long version = 1;
   RETURN_IF_ERROR(r.Int(root["version"], "version", 1, 1, &version));
   RETURN_IF_ERROR(r.String(root["root"], "root", &c->snapshotter.root));
@@ -143,8 +144,8 @@ Status Apply(const YAML::Node& root, const Reader& r, Config* c) {
 
   if (YAML::Node g = root["grpc"]) {
     if (!g.IsMap()) return r.Error("grpc", "expected a map, got " + NodeText(g));
-    RETURN_IF_ERROR(r.CheckKeys(g, "grpc.", {"socket_mode", "socket_gid", "max_message_bytes",
-                                             "shutdown_grace_seconds"}));
+    RETURN_IF_ERROR(r.CheckKeys(
+        g, "grpc.", {"socket_mode", "socket_gid", "max_message_bytes", "shutdown_grace_seconds"}));
     if (g["socket_mode"]) {
       std::string mode;
       RETURN_IF_ERROR(r.String(g["socket_mode"], "grpc.socket_mode", &mode));
@@ -162,8 +163,8 @@ Status Apply(const YAML::Node& root, const Reader& r, Config* c) {
     RETURN_IF_ERROR(r.Int(g["max_message_bytes"], "grpc.max_message_bytes", 4096, 1 << 30, &max));
     c->server.max_message_bytes = static_cast<int>(max);
     long long grace = c->shutdown_grace.count() / 1000;
-    RETURN_IF_ERROR(r.Int(g["shutdown_grace_seconds"], "grpc.shutdown_grace_seconds", 0, 3600,
-                          &grace));
+    RETURN_IF_ERROR(
+        r.Int(g["shutdown_grace_seconds"], "grpc.shutdown_grace_seconds", 0, 3600, &grace));
     c->shutdown_grace = std::chrono::seconds(grace);
   }
   if (YAML::Node l = root["log"]) {
@@ -190,8 +191,9 @@ Status Apply(const YAML::Node& root, const Reader& r, Config* c) {
   }
   if (YAML::Node s = root["snapshot"]) {
     if (!s.IsMap()) return r.Error("snapshot", "expected a map, got " + NodeText(s));
-    RETURN_IF_ERROR(r.CheckKeys(s, "snapshot.", {"sync_remove", "overlay_index_off",
-                                                 "overlay_userxattr", "overlay_volatile"}));
+    RETURN_IF_ERROR(
+        r.CheckKeys(s, "snapshot.",
+                    {"sync_remove", "overlay_index_off", "overlay_userxattr", "overlay_volatile"}));
     RETURN_IF_ERROR(r.Bool(s["sync_remove"], "snapshot.sync_remove", &c->snapshotter.sync_remove));
     RETURN_IF_ERROR(r.Bool(s["overlay_index_off"], "snapshot.overlay_index_off",
                            &c->snapshotter.overlay.index_off));

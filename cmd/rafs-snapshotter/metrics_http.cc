@@ -96,8 +96,8 @@ MetricsHttpServer::~MetricsHttpServer() {
 std::string MetricsHttpServer::Render() {
   auto counts = snapshotter_->CountByKind();
   if (counts.ok()) {
-    for (auto kind : {snapshotter::Kind::kActive, snapshotter::Kind::kView,
-                      snapshotter::Kind::kCommitted}) {
+    for (auto kind :
+         {snapshotter::Kind::kActive, snapshotter::Kind::kView, snapshotter::Kind::kCommitted}) {
       auto it = counts->find(kind);
       metrics_
           ->GetGauge("snapshotter_snapshots", "Snapshots by kind.",

@@ -38,8 +38,7 @@ Status ClaimSocketPath(const std::string& path) {
   base::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) return ErrnoToStatus(errno, "socket");
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    return base::FailedPreconditionError("socket ", path,
-                                         " is served by another running process");
+    return base::FailedPreconditionError("socket ", path, " is served by another running process");
   }
   if (errno != ECONNREFUSED && errno != ENOENT) {
     return ErrnoToStatus(errno, "probe " + path);

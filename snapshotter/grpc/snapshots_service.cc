@@ -81,8 +81,7 @@ class SnapshotsService::Call {
       : s_(s), method_(method), start_(std::chrono::steady_clock::now()) {}
 
   ::grpc::Status Finish(const Status& st) {
-    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
-                                                          start_)
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_)
                     .count();
     auto it = s_->latency_.find(method_);
     if (it != s_->latency_.end()) it->second->Observe(ms);
@@ -125,8 +124,8 @@ SnapshotsService::SnapshotsService(Snapshotter* snapshotter, base::MetricsRegist
     std::string op;
     for (const char* p = m; *p; ++p) op += static_cast<char>(std::toupper(*p));
     latency_[m] = metrics_->GetHistogram("snapshotter_snapshot_operation_elapsed_milliseconds",
-                                         "Latency of snapshot operations in milliseconds.",
-                                         buckets, {{"snapshot_operation", op}});
+                                         "Latency of snapshot operations in milliseconds.", buckets,
+                                         {{"snapshot_operation", op}});
   }
 }
 
@@ -207,8 +206,8 @@ SnapshotsService::SnapshotsService(Snapshotter* snapshotter, base::MetricsRegist
                                       const v1::ListSnapshotsRequest* req,
                                       ::grpc::ServerWriter<v1::ListSnapshotsResponse>* writer) {
   Call call(this, "List");
-  auto filter = Filter::Parse(std::vector<std::string>(req->filters().begin(),
-                                                       req->filters().end()));
+  auto filter =
+      Filter::Parse(std::vector<std::string>(req->filters().begin(), req->filters().end()));
   if (!filter.ok()) return call.Finish(filter.status());
   v1::ListSnapshotsResponse batch;
   auto flush = [&]() -> Status {

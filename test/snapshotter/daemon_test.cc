@@ -107,8 +107,8 @@ TEST_F(DaemonTest, BadConfigNamesTheKey) {
   rfs::testing::WriteFileBytes(tmp_.Sub("bad.yaml"), std::vector<uint8_t>(bad.begin(), bad.end()));
   std::string out;
   EXPECT_EQ(RunDaemon({"--root", tmp_.Sub("r"), "--address", tmp_.Sub("s"), "--config",
-                 tmp_.Sub("bad.yaml")},
-                tmp_.Sub("b.out"), &out),
+                       tmp_.Sub("bad.yaml")},
+                      tmp_.Sub("b.out"), &out),
             1);
   EXPECT_NE(out.find("key \"log.level\": \"chatty\""), std::string::npos) << out;
   EXPECT_NE(::access(tmp_.Sub("r").c_str(), F_OK), 0) << "root created despite the bad config";

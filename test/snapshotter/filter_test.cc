@@ -48,8 +48,8 @@ TEST(FilterTest, FieldsAndKinds) {
 
 TEST(FilterTest, ContainerdRemoteLayerLookup) {
   // metadata/snapshot.go builds: chain id unquoted, parent quoted, "" for none.
-  Info first = MakeInfo("sha256:abc", "", Kind::kCommitted,
-                        {{"containerd.io/snapshot.ref", "sha256:abc"}});
+  Info first =
+      MakeInfo("sha256:abc", "", Kind::kCommitted, {{"containerd.io/snapshot.ref", "sha256:abc"}});
   EXPECT_TRUE(Matches({"labels.\"containerd.io/snapshot.ref\"==sha256:abc,parent==\"\""}, first));
   Info second = MakeInfo("sha256:def", "k8s.io/12/sha256:abc", Kind::kCommitted,
                          {{"containerd.io/snapshot.ref", "sha256:def"}});
@@ -81,9 +81,9 @@ TEST(FilterTest, Regexp) {
 }
 
 TEST(FilterTest, SyntaxErrorsAreInvalidArgument) {
-  for (const char* bad : {"name==", "name=", "name==a,", ",", "labels.", "name==/a/", "=x",
-                          "name==\"unterminated", "name==a b", "name~=/(/", "labels.\"x\\q\"",
-                          "name<>a"}) {
+  for (const char* bad :
+       {"name==", "name=", "name==a,", ",", "labels.", "name==/a/", "=x", "name==\"unterminated",
+        "name==a b", "name~=/(/", "labels.\"x\\q\"", "name<>a"}) {
     base::Result<Filter> f = Filter::Parse({bad});
     EXPECT_FALSE(f.ok()) << bad;
     if (!f.ok()) {

@@ -38,8 +38,8 @@ class GrpcServiceTest : public ::testing::Test {
     auto server = Server::Start(options_, sn_.get(), &metrics_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
-    channel_ = ::grpc::CreateChannel("unix:" + options_.socket_path,
-                                     ::grpc::InsecureChannelCredentials());
+    channel_ =
+        ::grpc::CreateChannel("unix:" + options_.socket_path, ::grpc::InsecureChannelCredentials());
     stub_ = v1::Snapshots::NewStub(channel_);
   }
 
@@ -187,8 +187,9 @@ TEST_F(GrpcServiceTest, ErrorCodesCrossTheWireUnchanged) {
   EXPECT_EQ(stub_->Mounts(&ctx, req, &resp).error_code(), StatusCode::NOT_FOUND);
   // Counted by method and code.
   std::string text = metrics_.RenderPrometheus();
-  EXPECT_NE(text.find("snapshotter_grpc_requests_total{method=\"Prepare\",code=\"already_exists\"} 1"),
-            std::string::npos)
+  EXPECT_NE(
+      text.find("snapshotter_grpc_requests_total{method=\"Prepare\",code=\"already_exists\"} 1"),
+      std::string::npos)
       << text;
   EXPECT_NE(text.find("snapshotter_snapshot_operation_elapsed_milliseconds_bucket"),
             std::string::npos);

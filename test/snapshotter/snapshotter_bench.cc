@@ -9,6 +9,8 @@
 // committed layers first and prepares on top of it; --fill creates N extra
 // committed snapshots first (store size) and times one full List. Prints iterations per second and
 // p50/p90/p99/max latency in milliseconds.
+#include <grpcpp/grpcpp.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -16,8 +18,6 @@
 #include <iostream>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "api/services/snapshots/v1/snapshots.grpc.pb.h"
 
@@ -117,9 +117,9 @@ int main(int argc, char** argv) {
     int n = 0;
     while (reader->Read(&resp)) n += resp.info_size();
     if (!Check(reader->Finish(), "list")) return 1;
-    std::printf("list of %d snapshots: %.1f ms\n", n,
-                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                    .count());
+    std::printf(
+        "list of %d snapshots: %.1f ms\n", n,
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   std::vector<double> ms;
   ms.reserve(iterations);
@@ -131,12 +131,14 @@ int main(int argc, char** argv) {
     if (!Check(c.Prepare(key, parent), "prepare")) return 1;
     if (!Check(c.Commit(name, key), "commit")) return 1;
     if (!Check(c.Remove(name), "remove")) return 1;
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                     .count());
+    ms.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::sort(ms.begin(), ms.end());
-  auto pct = [&](double p) { return ms[std::min(ms.size() - 1, static_cast<size_t>(p * ms.size()))]; };
+  auto pct = [&](double p) {
+    return ms[std::min(ms.size() - 1, static_cast<size_t>(p * ms.size()))];
+  };
   std::printf("iterations %d  parent-depth %d  fill %d\n", iterations, depth, fill);
   std::printf("round trips/s %.1f  p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  max %.3f ms\n",
               iterations / secs, pct(0.50), pct(0.90), pct(0.99), ms.back());

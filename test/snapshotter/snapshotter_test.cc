@@ -72,10 +72,10 @@ TEST_F(SnapshotterTest, MountShapesLikeOverlayfs) {
   ASSERT_TRUE(sn_->Commit("c1", "a", {}).ok());
   m = sn_->Prepare("b", "c1", {});
   ASSERT_TRUE(m.ok());
-  EXPECT_EQ(*m, (std::vector<Mount>{{"overlay",
-                                      "overlay",
-                                      {"workdir=" + Dir(2) + "/work", "upperdir=" + Fs(2),
-                                       "lowerdir=" + Fs(1)}}}));
+  EXPECT_EQ(*m, (std::vector<Mount>{
+                    {"overlay",
+                     "overlay",
+                     {"workdir=" + Dir(2) + "/work", "upperdir=" + Fs(2), "lowerdir=" + Fs(1)}}}));
   ASSERT_TRUE(sn_->Commit("c2", "b", {}).ok());
 
   // A view of one layer is a read-only bind of it; of two, a read-only overlay.
@@ -93,7 +93,8 @@ TEST_F(SnapshotterTest, MountShapesLikeOverlayfs) {
   // Mounts returns what Prepare/View returned.
   auto again = sn_->Mounts("v2");
   ASSERT_TRUE(again.ok());
-  EXPECT_EQ(*again, (std::vector<Mount>{{"overlay", "overlay", {"lowerdir=" + Fs(2) + ":" + Fs(1)}}}));
+  EXPECT_EQ(*again,
+            (std::vector<Mount>{{"overlay", "overlay", {"lowerdir=" + Fs(2) + ":" + Fs(1)}}}));
   auto committed = sn_->Mounts("c1");
   EXPECT_EQ(committed.status().code(), StatusCode::kFailedPrecondition);
 }
@@ -106,10 +107,9 @@ TEST_F(SnapshotterTest, OverlayOptionsAndVolatileLabel) {
   auto m = sn_->Prepare("a", "base", {{std::string(kVolatileLabel), "true"}});
   ASSERT_TRUE(m.ok());
   ASSERT_EQ(m->size(), 1u);
-  EXPECT_EQ((*m)[0].options,
-            (std::vector<std::string>{"index=off", "userxattr", "volatile",
-                                      "workdir=" + Dir(2) + "/work", "upperdir=" + Fs(2),
-                                      "lowerdir=" + Fs(1)}));
+  EXPECT_EQ((*m)[0].options, (std::vector<std::string>{"index=off", "userxattr", "volatile",
+                                                       "workdir=" + Dir(2) + "/work",
+                                                       "upperdir=" + Fs(2), "lowerdir=" + Fs(1)}));
   m = sn_->Prepare("b", "base", {});
   ASSERT_TRUE(m.ok());
   EXPECT_EQ((*m)[0].options.size(), 5u);  // no volatile without the label
@@ -222,10 +222,12 @@ TEST_F(SnapshotterTest, WalkWithFilters) {
     std::vector<std::string> out;
     auto f = Filter::Parse(filters);
     EXPECT_TRUE(f.ok());
-    EXPECT_TRUE(sn_->Walk(*f, [&](const Info& i) {
-                     out.push_back(i.name);
-                     return base::Status::Ok();
-                   }).ok());
+    EXPECT_TRUE(sn_->Walk(*f,
+                          [&](const Info& i) {
+                            out.push_back(i.name);
+                            return base::Status::Ok();
+                          })
+                    .ok());
     return out;
   };
   EXPECT_EQ(names({}), (std::vector<std::string>{"a", "a-np", "p", "v"}));
@@ -243,9 +245,9 @@ TEST_F(SnapshotterTest, WalkWithFilters) {
 }
 
 TEST_F(SnapshotterTest, BadKeysAndLabelsCreateNothing) {
-  for (const std::string& key : {std::string(""), std::string("../x"), std::string("a/../../b"),
-                                 std::string(".."), std::string("a\nb"), std::string("a\0b", 3),
-                                 std::string(kMaxKeyBytes + 1, 'k')}) {
+  for (const std::string& key :
+       {std::string(""), std::string("../x"), std::string("a/../../b"), std::string(".."),
+        std::string("a\nb"), std::string("a\0b", 3), std::string(kMaxKeyBytes + 1, 'k')}) {
     EXPECT_EQ(sn_->Prepare(key, "", {}).status().code(), StatusCode::kInvalidArgument);
     EXPECT_EQ(sn_->View(key, "", {}).status().code(), StatusCode::kInvalidArgument);
   }
@@ -371,7 +373,9 @@ TEST_F(SnapshotterTest, LongChainsNearestParentFirstAndBounded) {
   auto m = sn_->View("top", parent, {});
   ASSERT_TRUE(m.ok()) << m.status();
   const std::string& lower = (*m)[0].options.back();
-  EXPECT_EQ(lower.rfind("lowerdir=" + Fs(kMaxOverlayLowers) + ":" + Fs(kMaxOverlayLowers - 1) + ":", 0), 0u);
+  EXPECT_EQ(
+      lower.rfind("lowerdir=" + Fs(kMaxOverlayLowers) + ":" + Fs(kMaxOverlayLowers - 1) + ":", 0),
+      0u);
   EXPECT_EQ(lower.substr(lower.size() - Fs(1).size() - 1), ":" + Fs(1));
   // One more layer would be more than overlayfs stacks.
   ASSERT_TRUE(sn_->Prepare("over-tmp", parent, {}).ok());
