@@ -89,10 +89,11 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
   builder.RegisterService(service.get());
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
-  // The socket must never be wider than socket_mode, not even between bind
-  // and chmod: bind under a restrictive umask (only this thread creates files
-  // during start-up).
-  mode_t old_umask = ::umask(0177);
+  // The socket appears with exactly socket_mode (bind applies the umask to
+  // 0777): never wider, and never narrower for a moment either, so a client
+  // that sees the socket can use it. Only this thread creates files during
+  // start-up.
+  mode_t old_umask = ::umask(~options.socket_mode & 0777);
   std::unique_ptr<::grpc::Server> server = builder.BuildAndStart();
   ::umask(old_umask);
   if (server == nullptr) {
