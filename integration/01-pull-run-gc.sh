@@ -36,13 +36,17 @@ log "container with a view (ctr snapshots view) and usage"
 top=$(ctr_ snapshots --snapshotter nydus ls | awk '$3 == "Committed" && $2 != "" {print $1}' | head -1)
 [ -n "$top" ] || fail "no top layer found"
 ctr_ snapshots --snapshotter nydus view rfs-it-view "$top" >/dev/null
+wait_for "the container's snapshot to be collected" counts_are "0 1 2"
 ctr_ snapshots --snapshotter nydus usage "$top" | tail -1 | grep -q . || fail "usage failed"
+check_consistent
 ctr_ snapshots --snapshotter nydus rm rfs-it-view
+wait_for "GC to remove the view" counts_are "0 0 2"
+wait_for "Cleanup to remove its dir" bash -c "[ \$(ls -A '$SN_ROOT/snapshots' | wc -l) = 2 ]"
 check_consistent
 
 log "remove the image: containerd's GC removes our snapshots"
 ctr_ images rm --sync "$IMAGE" >/dev/null
-wait_for "snapshots collected" bash -c "[ \"\$(curl -fsS http://127.0.0.1:$METRICS_PORT/v1/metrics | awk '/^snapshotter_snapshots\{/ {s+=\$2} END {print s+0}')\" = 0 ]"
+wait_for "snapshots collected" counts_are "0 0 0"
 wait_for "snapshot dirs removed by Cleanup" bash -c "[ -z \"\$(ls -A '$SN_ROOT/snapshots')\" ]"
 check_consistent
 log "PASS 01-pull-run-gc"

@@ -129,21 +129,28 @@ sn_counts() {
          /^snapshotter_snapshots\{kind="committed"\}/ {c=$2} END {print a+0, v+0, c+0}'
 }
 
-# The store and the directories agree: one dir per live snapshot, nothing else.
-check_consistent() {
-  local counts total dirs
-  counts=$(sn_counts)
-  total=$(echo "$counts" | awk '{print $1+$2+$3}')
+counts_are() { [ "$(sn_counts)" = "$1" ]; }  # "active view committed"
+
+# One dir per live snapshot, nothing else under snapshots/.
+dirs_match_store() {
+  local total dirs odd
+  total=$(sn_counts | awk '{print $1+$2+$3}')
   dirs=$(find "$SN_ROOT/snapshots" -mindepth 1 -maxdepth 1 | wc -l)
-  local odd
   odd=$(find "$SN_ROOT/snapshots" -mindepth 1 -maxdepth 1 ! -regex '.*/[1-9][0-9]*' | wc -l)
-  [ "$odd" = 0 ] || fail "non-id entries under snapshots/: $(ls "$SN_ROOT/snapshots")"
-  [ "$dirs" = "$total" ] || fail "store has $total snapshots ($counts a/v/c), snapshots/ has $dirs dirs"
+  [ "$dirs" = "$total" ] && [ "$odd" = 0 ]
+}
+
+# The store and the directories agree. containerd's GC removes snapshots
+# and then calls Cleanup asynchronously, so this waits (bounded) for that
+# pass to settle before it judges.
+check_consistent() {
+  wait_for "snapshot dirs to match the store ($(sn_counts) a/v/c; $(ls "$SN_ROOT/snapshots" | tr '\n' ' '))" \
+    dirs_match_store
   for d in "$SN_ROOT"/snapshots/*; do
     [ -e "$d" ] || continue
     [ -d "$d/fs" ] || fail "$d has no fs dir"
   done
-  log "consistent: $total snapshots (active/view/committed $counts), $dirs dirs"
+  log "consistent: active/view/committed $(sn_counts), one dir each"
 }
 
 IMAGE=$REG/rfs-it/busybox:1
