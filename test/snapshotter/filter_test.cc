@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 namespace rfs::snapshotter {
 namespace {
 
@@ -97,6 +99,34 @@ TEST(FilterTest, HugeFilterRejected) {
   base::Result<Filter> f = Filter::Parse({big});
   ASSERT_FALSE(f.ok());
   EXPECT_EQ(f.status().code(), base::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace rfs::snapshotter
+
+namespace rfs::snapshotter {
+namespace {
+
+// Random strings over the grammar's characters: Parse either succeeds or
+// says InvalidArgument, and a parsed filter can always be matched.
+TEST(FilterTest, RandomInputNeverCrashes) {
+  const std::string alphabet = "abl.s\"/|\\,=!~ x_0:\t[(*+?";
+  std::mt19937 rng(20261123);
+  Info info = MakeInfo("a", "b", Kind::kActive, {{"a.b", "x"}, {"l", ""}});
+  int parsed = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string s;
+    size_t len = rng() % 24;
+    for (size_t j = 0; j < len; ++j) s += alphabet[rng() % alphabet.size()];
+    base::Result<Filter> f = Filter::Parse({s});
+    if (f.ok()) {
+      ++parsed;
+      (void)f->Match(info);
+    } else {
+      EXPECT_EQ(f.status().code(), base::StatusCode::kInvalidArgument) << s;
+    }
+  }
+  EXPECT_GT(parsed, 100);  // the generator does reach valid filters
 }
 
 }  // namespace

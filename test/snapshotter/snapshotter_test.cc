@@ -2,11 +2,13 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -381,6 +383,32 @@ TEST_F(SnapshotterTest, LongChainsNearestParentFirstAndBounded) {
   ASSERT_TRUE(sn_->Prepare("over-tmp", parent, {}).ok());
   ASSERT_TRUE(sn_->Commit("over", "over-tmp", {}).ok());
   EXPECT_EQ(sn_->Prepare("x", "over", {}).status().code(), StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace rfs::snapshotter
+
+namespace rfs::snapshotter {
+namespace {
+
+// A container's upper dir can hold anything, including a mount point (a
+// leaked bind mount): deleting the snapshot never enters another filesystem.
+TEST_F(SnapshotterTest, RemovalNeverCrossesIntoAMount) {
+  if (!rfs::testing::IsRoot()) GTEST_SKIP() << "mounting a tmpfs needs root";
+  ASSERT_TRUE(sn_->Prepare("a", "", {}).ok());
+  std::string mnt = Fs(1) + "/mnt";
+  ASSERT_EQ(::mkdir(mnt.c_str(), 0755), 0);
+  ASSERT_EQ(::mount("rfs-test", mnt.c_str(), "tmpfs", 0, "size=1m"), 0) << std::strerror(errno);
+  rfs::testing::WriteFileBytes(mnt + "/precious", {42});
+  rfs::testing::WriteFileBytes(Fs(1) + "/plain", {1});
+  ASSERT_TRUE(sn_->Remove("a").ok());
+  EXPECT_EQ(sn_->Cleanup().code(), StatusCode::kFailedPrecondition);
+  // What could be deleted is gone; the mounted filesystem is untouched.
+  EXPECT_TRUE(fs::exists(tmp_.Sub("root/snapshots/rm-1/fs/mnt/precious")));
+  EXPECT_FALSE(fs::exists(tmp_.Sub("root/snapshots/rm-1/fs/plain")));
+  ASSERT_EQ(::umount(tmp_.Sub("root/snapshots/rm-1/fs/mnt").c_str()), 0);
+  EXPECT_TRUE(sn_->Cleanup().ok());
+  EXPECT_TRUE(SnapshotDirs().empty());
 }
 
 }  // namespace
