@@ -72,9 +72,9 @@ BlobDevice::~BlobDevice() { (void)Flush(); }
 Result<std::unique_ptr<BlobDevice>> BlobDevice::Create(std::shared_ptr<BlobBackend> backend,
                                                        std::vector<BlobInfo> blobs,
                                                        DeviceOptions options) {
-  if (options.cache_dir.empty()) return base::InvalidArgumentError("blob device: no cache dir");
   struct stat st;
-  if (::stat(options.cache_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+  if (!options.cache_dir.empty() &&
+      (::stat(options.cache_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))) {
     return base::InvalidArgumentError("cache dir ", options.cache_dir, " is not a directory");
   }
   std::unique_ptr<BlobDevice> d(
@@ -88,12 +88,16 @@ Result<BlobDevice::Blob*> BlobDevice::BlobFor(uint32_t blob_index) {
   if (blob_index >= blobs_.size()) {
     return DataLossError("chunk refers to blob index ", blob_index, " of ", blobs_.size());
   }
+  if (backend_ == nullptr) {
+    return base::FailedPreconditionError("no blob backend to read blob ",
+                                         blobs_[blob_index].blob_id);
+  }
   MutexLock lock(&mu_);
   if (open_[blob_index] != nullptr) return open_[blob_index].get();
   auto b = std::make_unique<Blob>();
   b->info = &blobs_[blob_index];
   ASSIGN_OR_RETURN(b->reader, backend_->Open(b->info->blob_id));
-  if (b->info->chunk_count > 0 && IsSafeBlobId(b->info->blob_id)) {
+  if (!options_.cache_dir.empty() && b->info->chunk_count > 0 && IsSafeBlobId(b->info->blob_id)) {
     ASSIGN_OR_RETURN(b->cache, BlobCache::Open(options_.cache_dir, *b->info));
   }
   open_[blob_index] = std::move(b);
@@ -114,7 +118,7 @@ Status BlobDevice::FetchOneVerified(Blob* blob, const ChunkInfo& c, MutableByteS
   for (int attempt = 0; attempt < std::max(1, options_.verify_attempts); ++attempt) {
     m_.requests[src]->Increment();
     m_.bytes[src]->Increment(c.compressed_size);
-    last = AsDataLoss(ReadChunk(*blob->reader, *blob->info, c, out));
+    last = AsDataLoss(storage::ReadChunk(*blob->reader, *blob->info, c, out));
     if (last.ok() || last.code() != base::StatusCode::kDataLoss) return last;
     m_.verify_failures->Increment();
   }
@@ -326,6 +330,21 @@ Status BlobDevice::Read(const ChunkIoVec& iov, MutableByteSpan dst, const IoCont
     pos += d.length;
   }
   return Status::Ok();
+}
+
+Status BlobDevice::ReadChunk(const ChunkInfo& chunk, MutableByteSpan out, const IoContext& ctx) {
+  if (out.size() != chunk.uncompressed_size) {
+    return base::InternalError("chunk buffer of ", out.size(), " bytes for a chunk of ",
+                               chunk.uncompressed_size);
+  }
+  ChunkIoVec iov;
+  IoSegment s;
+  s.kind = IoSegment::Kind::kChunk;
+  s.chunk = chunk;
+  s.length = chunk.uncompressed_size;
+  iov.segments.push_back(s);
+  iov.total = s.length;
+  return Read(iov, out, ctx);
 }
 
 Status BlobDevice::Fetch(const std::vector<ChunkInfo>& chunks, const IoContext& ctx) {

@@ -10,7 +10,8 @@
 //
 // A chunk whose bytes fail verification is fetched once more and then
 // reported as kDataLoss; it is never cached and never returned. Chunks of
-// blobs without a chunk count (plain EROFS devices) bypass the cache.
+// blobs without a chunk count (plain EROFS devices), and every chunk when no
+// cache directory is configured, are read and verified on each use.
 // Thread-safe.
 #pragma once
 
@@ -29,7 +30,9 @@
 namespace rfs::storage {
 
 struct DeviceOptions {
-  std::string cache_dir;  // required
+  // Where chunk data is cached; empty for no cache (every read fetches and
+  // verifies, as the tools do on local blobs).
+  std::string cache_dir;
   // Adjacent missing chunks are fetched together up to this many bytes.
   uint64_t merge_max_bytes = 4u << 20;
   // Fetch attempts of a chunk whose bytes fail verification.
@@ -63,6 +66,10 @@ class BlobDevice {
   // lives. Uncacheable chunks come back as kBytes in `scratch`.
   base::Result<std::vector<DataSlice>> ReadSlices(const ChunkIoVec& iov, const IoContext& ctx,
                                                   std::vector<uint8_t>* scratch);
+
+  // Reads and verifies one whole chunk into `out` (chunk.uncompressed_size
+  // bytes), through the cache when there is one.
+  base::Status ReadChunk(const ChunkInfo& chunk, base::MutableByteSpan out, const IoContext& ctx);
 
   // Fetches the given chunks into the cache (prefetch); already cached ones
   // cost nothing.

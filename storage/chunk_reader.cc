@@ -7,21 +7,12 @@ namespace rfs::storage {
 using base::ByteSpan;
 using base::DataLossError;
 using base::MutableByteSpan;
-using base::MutexLock;
 using base::Result;
 using base::Status;
 
 // Stored chunks are never larger than this (RAFS chunks are at most 16 MiB;
 // a compressed chunk is at most slightly larger).
 constexpr uint32_t kMaxStoredChunk = (16u << 20) + (1u << 20);
-
-// Same stored bytes and same expected content: a chunk decoded and verified
-// for `a` can serve `b`.
-static bool SameStoredChunk(const ChunkInfo& a, const ChunkInfo& b) {
-  return a.blob_index == b.blob_index && a.compressed_offset == b.compressed_offset &&
-         a.compressed_size == b.compressed_size && a.uncompressed_size == b.uncompressed_size &&
-         a.compressed == b.compressed && a.has_digest == b.has_digest && a.digest == b.digest;
-}
 
 Status VerifyChunk(const BlobInfo& blob, const ChunkInfo& chunk, ByteSpan data) {
   if (!chunk.has_digest) return Status::Ok();
@@ -87,73 +78,6 @@ Status ReadChunk(BlobReader& reader, const BlobInfo& blob, const ChunkInfo& chun
   Status s = reader.ReadAt(chunk.compressed_offset, stored);
   if (!s.ok()) return read_error(s);
   return DecodeChunk(blob, chunk, stored, out);
-}
-
-ChunkReader::ChunkReader(std::shared_ptr<BlobBackend> backend, std::vector<BlobInfo> blobs)
-    : backend_(std::move(backend)), blobs_(std::move(blobs)) {}
-
-Result<BlobReader*> ChunkReader::ReaderFor(uint32_t blob_index) {
-  if (blob_index >= blobs_.size()) {
-    return DataLossError("chunk refers to blob index ", blob_index, " of ", blobs_.size());
-  }
-  MutexLock lock(&mu_);
-  auto it = readers_.find(blob_index);
-  if (it != readers_.end()) return it->second.get();
-  ASSIGN_OR_RETURN(auto reader, backend_->Open(blobs_[blob_index].blob_id));
-  BlobReader* raw = reader.get();
-  readers_[blob_index] = std::move(reader);
-  return raw;
-}
-
-Status ChunkReader::Read(const ChunkInfo& chunk, MutableByteSpan out) {
-  ASSIGN_OR_RETURN(BlobReader * reader, ReaderFor(chunk.blob_index));
-  return ReadChunk(*reader, blobs_[chunk.blob_index], chunk, out);
-}
-
-Status ChunkReader::Execute(const ChunkIoVec& iov, MutableByteSpan dst) {
-  if (dst.size() != iov.total) {
-    return base::InternalError("read buffer of ", dst.size(), " bytes for a plan of ", iov.total);
-  }
-  uint64_t pos = 0;
-  for (const IoSegment& seg : iov.segments) {
-    if (seg.length > dst.size() - pos) return base::InternalError("read plan overflows buffer");
-    uint8_t* out = dst.data() + pos;
-    switch (seg.kind) {
-      case IoSegment::Kind::kZero:
-        std::memset(out, 0, seg.length);
-        break;
-      case IoSegment::Kind::kBytes:
-        std::memcpy(out, seg.bytes, seg.length);
-        break;
-      case IoSegment::Kind::kChunk: {
-        const ChunkInfo& c = seg.chunk;
-        if (uint64_t{seg.offset_in_chunk} + seg.length > c.uncompressed_size) {
-          return DataLossError("blob index ", c.blob_index, " chunk ", c.index, ": read of [",
-                               seg.offset_in_chunk, ", +", seg.length, ") outside its ",
-                               c.uncompressed_size, " bytes");
-        }
-        // Whole chunk already decoded by the previous call?
-        {
-          MutexLock lock(&mu_);
-          if (last_valid_ && SameStoredChunk(last_info_, c)) {
-            std::memcpy(out, last_chunk_.data() + seg.offset_in_chunk, seg.length);
-            break;
-          }
-        }
-        std::vector<uint8_t> buf(c.uncompressed_size);
-        RETURN_IF_ERROR(Read(c, buf));
-        std::memcpy(out, buf.data() + seg.offset_in_chunk, seg.length);
-        MutexLock lock(&mu_);
-        last_chunk_ = std::move(buf);
-        last_valid_ = true;
-        last_info_ = c;
-        break;
-      }
-    }
-    pos += seg.length;
-  }
-  if (pos != dst.size()) return base::InternalError("read plan covers ", pos, " of ", dst.size());
-  return Status::Ok();
 }
 
 }  // namespace rfs::storage

@@ -115,7 +115,7 @@ Result<CheckReport> CheckImage(const Image& image, const CheckOptions& options) 
   RETURN_IF_ERROR(meta::WalkTree(m, "/", cb));
 
   if (!options.verify_data) return report;
-  if (image.chunks() == nullptr) {
+  if (image.backend() == nullptr) {
     if (chunks.empty()) return report;
     return base::FailedPreconditionError("verifying chunk data needs the image's blobs");
   }
@@ -140,7 +140,7 @@ Result<CheckReport> CheckImage(const Image& image, const CheckOptions& options) 
                                  chunk.blob_index, " claims ", chunk.uncompressed_size, " bytes");
     }
     buf.resize(chunk.uncompressed_size);
-    Status s = image.chunks()->Read(chunk, buf);
+    Status s = image.device()->ReadChunk(chunk, buf, storage::IoContext{});
     if (!s.ok()) return s.WithContext(path);
     ++report.chunks_verified;
     report.chunk_bytes += chunk.uncompressed_size;

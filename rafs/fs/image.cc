@@ -12,7 +12,7 @@ Image::Image(std::shared_ptr<meta::Metadata> meta, std::shared_ptr<storage::Blob
 
 Result<std::unique_ptr<Image>> Image::Open(std::shared_ptr<meta::Metadata> meta,
                                            std::shared_ptr<storage::BlobBackend> backend,
-                                           FsOptions options) {
+                                           FsOptions options, storage::DeviceOptions device) {
   if (backend != nullptr && meta->NeedsBlobMeta()) {
     for (const meta::BlobEntry& b : meta->blobs()) {
       ASSIGN_OR_RETURN(auto reader, backend->Open(b.info.blob_id));
@@ -21,9 +21,10 @@ Result<std::unique_ptr<Image>> Image::Open(std::shared_ptr<meta::Metadata> meta,
     }
   }
   std::unique_ptr<Image> img(new Image(meta, backend, options));
-  if (backend != nullptr) {
-    img->chunks_ = std::make_unique<storage::ChunkReader>(backend, meta->BlobInfos());
-  }
+  // Without a backend the device serves plans that need no blob (inline
+  // bytes and holes) and reports any chunk read as a missing blob.
+  ASSIGN_OR_RETURN(img->device_,
+                   storage::BlobDevice::Create(backend, meta->BlobInfos(), std::move(device)));
   return img;
 }
 
@@ -33,16 +34,10 @@ Result<std::vector<uint8_t>> Image::ReadFile(uint64_t ino, uint64_t offset,
   std::vector<uint8_t> out(iov.total);
   bool needs_blobs = false;
   for (const auto& s : iov.segments) needs_blobs |= s.kind == storage::IoSegment::Kind::kChunk;
-  if (needs_blobs && chunks_ == nullptr) {
+  if (needs_blobs && backend_ == nullptr) {
     return base::FailedPreconditionError("reading file data needs the image's blobs");
   }
-  if (chunks_ == nullptr) {
-    // Only zeros and inline bytes: no blob involved.
-    storage::ChunkReader none(nullptr, {});
-    RETURN_IF_ERROR(none.Execute(iov, out));
-  } else {
-    RETURN_IF_ERROR(chunks_->Execute(iov, out));
-  }
+  RETURN_IF_ERROR(device_->Read(iov, out, storage::IoContext{}));
   return out;
 }
 

@@ -1,7 +1,7 @@
 // Image: a bootstrap plus the means to read its blobs, as the tools use it
-// (cat, check, extract) without a cache: metadata, a filesystem view, and a
-// ChunkReader over a blob backend. Loads the blobs' ci arrays when the
-// bootstrap lacks a chunk table.
+// (cat, check, extract): metadata, a filesystem view, and a BlobDevice over
+// a blob backend (with a chunk cache when a cache directory is given). Loads
+// the blobs' ci arrays when the bootstrap lacks a chunk table.
 #pragma once
 
 #include <memory>
@@ -11,7 +11,7 @@
 #include "rafs/fs/rafs_filesystem.h"
 #include "rafs/meta/metadata.h"
 #include "storage/blob_reader.h"
-#include "storage/chunk_reader.h"
+#include "storage/blob_device.h"
 
 namespace rfs::rafs::fs {
 
@@ -20,12 +20,13 @@ class Image {
   // `backend` may be null for metadata-only use (ls, inspect).
   static base::Result<std::unique_ptr<Image>> Open(std::shared_ptr<meta::Metadata> meta,
                                                    std::shared_ptr<storage::BlobBackend> backend,
-                                                   FsOptions options = {});
+                                                   FsOptions options = {},
+                                                   storage::DeviceOptions device = {});
 
   const meta::Metadata& metadata() const { return *meta_; }
   const RafsFilesystem& fs() const { return fs_; }
   // Null without a backend.
-  storage::ChunkReader* chunks() const { return chunks_.get(); }
+  storage::BlobDevice* device() const { return device_.get(); }
   storage::BlobBackend* backend() const { return backend_.get(); }
 
   // Reads [offset, offset + length) of regular file `ino` (clipped to its size).
@@ -39,7 +40,7 @@ class Image {
   std::shared_ptr<meta::Metadata> meta_;
   std::shared_ptr<storage::BlobBackend> backend_;
   RafsFilesystem fs_;
-  std::unique_ptr<storage::ChunkReader> chunks_;
+  std::unique_ptr<storage::BlobDevice> device_;
 };
 
 }  // namespace rfs::rafs::fs
