@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -20,6 +21,8 @@
 #include "rafs/meta/metadata.h"
 #include "rafs/meta/walk.h"
 #include "storage/blob_reader.h"
+#include "storage/credentials.h"
+#include "storage/registry_backend.h"
 
 namespace rfs::cmd {
 namespace {
@@ -37,6 +40,12 @@ const char kExitHelp[] =
 struct BlobArgs {
   std::string blob_dir;
   std::vector<std::string> blob_files;
+  std::string registry;  // HOST[:PORT]/REPOSITORY
+  bool plain_http = false;
+  bool insecure = false;
+  std::string ca_file;
+  std::string docker_config;
+  std::string cache_dir;
 };
 
 void AddBlobOptions(CLI::App* app, BlobArgs* args) {
@@ -44,6 +53,46 @@ void AddBlobOptions(CLI::App* app, BlobArgs* args) {
                   "directory of blob files named by blob id (default: the image's directory)");
   app->add_option("--blob", args->blob_files,
                   "a blob file, in blob table order (repeatable; overrides --blob-dir)");
+  app->add_option("--registry", args->registry,
+                  "read blobs lazily from a registry: HOST[:PORT]/REPOSITORY");
+  app->add_flag("--plain-http", args->plain_http, "talk to the registry over plain HTTP");
+  app->add_flag("--insecure", args->insecure, "accept any TLS certificate from the registry");
+  app->add_option("--ca-file", args->ca_file, "extra CA bundle for the registry");
+  app->add_option("--docker-config", args->docker_config,
+                  "docker config.json with registry credentials (default: "
+                  "$DOCKER_CONFIG/config.json or ~/.docker/config.json)");
+  app->add_option("--cache-dir", args->cache_dir,
+                  "keep verified chunks in this directory (reused by later runs)");
+}
+
+base::Result<std::shared_ptr<storage::BlobBackend>> RegistryBackendFor(const BlobArgs& args) {
+  const size_t slash = args.registry.find('/');
+  if (slash == std::string::npos || slash == 0 || slash + 1 == args.registry.size()) {
+    return base::InvalidArgumentError("--registry wants HOST[:PORT]/REPOSITORY, got '",
+                                      args.registry, "'");
+  }
+  storage::RegistryOptions o;
+  o.host = args.registry.substr(0, slash);
+  o.repository = args.registry.substr(slash + 1);
+  o.plain_http = args.plain_http;
+  o.skip_verify = args.insecure;
+  o.ca_file = args.ca_file;
+  std::string config = args.docker_config;
+  if (config.empty()) {
+    const char* dc = std::getenv("DOCKER_CONFIG");
+    const char* home = std::getenv("HOME");
+    if (dc != nullptr && *dc) {
+      config = std::string(dc) + "/config.json";
+    } else if (home != nullptr && *home) {
+      config = std::string(home) + "/.docker/config.json";
+    }
+  }
+  if (!config.empty()) {
+    ASSIGN_OR_RETURN(auto creds, storage::DockerConfigCredentials::Load(config));
+    o.credentials = std::move(creds);
+  }
+  ASSIGN_OR_RETURN(auto backend, storage::RegistryBackend::Create(std::move(o)));
+  return std::shared_ptr<storage::BlobBackend>(std::move(backend));
 }
 
 int Fail(const std::string& cmd, const base::Status& s) {
@@ -82,10 +131,17 @@ base::Result<std::unique_ptr<rafs::fs::Image>> OpenImage(const std::string& imag
       files[b.info.blob_id] = image;
     }
   }
-  auto backend = std::make_shared<storage::LocalFsBackend>(
-      args.blob_dir.empty() ? DirName(image) : args.blob_dir, std::move(files));
+  std::shared_ptr<storage::BlobBackend> backend;
+  if (!args.registry.empty()) {
+    ASSIGN_OR_RETURN(backend, RegistryBackendFor(args));
+  } else {
+    backend = std::make_shared<storage::LocalFsBackend>(
+        args.blob_dir.empty() ? DirName(image) : args.blob_dir, std::move(files));
+  }
   rafs::fs::FsOptions fs_options;
-  return rafs::fs::Image::Open(meta, backend, fs_options);
+  storage::DeviceOptions device;
+  device.cache_dir = args.cache_dir;
+  return rafs::fs::Image::Open(meta, backend, fs_options, std::move(device));
 }
 
 base::Status CountTree(const rafs::meta::Metadata& m, TreeCounts* c) {

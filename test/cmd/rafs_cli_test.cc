@@ -12,6 +12,7 @@
 
 #include "rafs/fs/image.h"
 #include "rafs/meta/metadata.h"
+#include "test/support/local_registry.h"
 #include "test/support/rafs_writer.h"
 #include "test/support/test_util.h"
 #include "test/support/tree_compare.h"
@@ -222,6 +223,62 @@ TEST(RafsCliTest, ExtractNeverWritesOutsideTarget) {
   EXPECT_NE(rc, 0) << out;
   struct stat st;
   EXPECT_NE(::stat((outside + "/pwned").c_str(), &st), 0) << "wrote through the symlink";
+}
+
+// Blobs read lazily from a loopback registry, cached, and served from the
+// cache once the registry is gone.
+TEST(RafsCliTest, RegistryBlobsWithCache) {
+  if (!testing::LocalRegistry::Available()) GTEST_SKIP() << "docker-registry is not installed";
+  std::vector<testing::TreeEntry> tree(3);
+  tree[0].path = "/";
+  tree[0].mode = S_IFDIR | 0755;
+  tree[1].path = "/big";
+  tree[1].mode = S_IFREG | 0644;
+  for (int i = 0; i < 300000; ++i) tree[1].data.push_back(static_cast<char>(i * 31 % 251));
+  tree[2].path = "/small";
+  tree[2].mode = S_IFREG | 0644;
+  tree[2].data = "small file\n";
+  testing::WriterOptions o;
+  o.chunk_size = 64 << 10;
+  auto w = testing::WriteImage(tree, o);
+  ASSERT_TRUE(w.ok());
+  TempDir dir;
+  ASSERT_TRUE(testing::WriteImageToDir(*w, dir.path()).ok());
+  const std::string boot = dir.Sub("bootstrap");
+  const std::string cache = dir.Sub("cache");
+  ASSERT_EQ(::mkdir(cache.c_str(), 0700), 0);
+  std::string out;
+  {
+    TempDir regdir;
+    auto reg = testing::LocalRegistry::Start(regdir.path());
+    ASSERT_TRUE(reg.ok()) << reg.status();
+    for (const auto& [id, bytes] : w->blobs) {
+      auto pushed = (*reg)->PushBlob("demo/app", bytes);
+      ASSERT_TRUE(pushed.ok());
+      ASSERT_EQ(*pushed, id);
+    }
+    const std::string remote = " --registry " + (*reg)->host() + "/demo/app --plain-http";
+    ASSERT_EQ(RunRafs("check " + boot + remote + " --cache-dir " + cache, &out), 0) << out;
+    EXPECT_NE(out.find("verified"), std::string::npos) << out;
+    out.clear();
+    ASSERT_EQ(RunCommand(Rafs() + " cat " + boot + " /small" + remote + " 2>&1", &out), 0);
+    EXPECT_EQ(out, "small file\n");
+    // A repository that does not hold the blobs: a clear error.
+    out.clear();
+    EXPECT_EQ(RunRafs("cat " + boot + " /big --registry " + (*reg)->host() +
+                          "/other/repo --plain-http",
+                      &out),
+              1)
+        << out;
+    EXPECT_NE(out.find("not found (404)"), std::string::npos) << out;
+  }  // registry stopped
+  out.clear();
+  ASSERT_EQ(RunCommand(Rafs() + " cat " + boot + " /big --registry 127.0.0.1:1/demo/app " +
+                           "--plain-http --cache-dir " + cache + " | md5sum",
+                       &out),
+            0);
+  EXPECT_EQ(out.substr(0, 32), testing::Md5Hex(std::vector<uint8_t>(tree[1].data.begin(),
+                                                                      tree[1].data.end())));
 }
 
 }  // namespace
