@@ -28,6 +28,10 @@ struct BlobWriter::Job {
   base::Digest digest{};
   uint32_t crc = 0;
   std::vector<uint8_t> compressed;  // empty when stored raw
+  // Non-zero: an all-zero chunk of this length whose `data` was not filled.
+  size_t zero_length = 0;
+
+  size_t length() const { return zero_length != 0 ? zero_length : data.size(); }
 };
 
 // Buffered output file that hashes what it writes (sha256 for the blob id,
@@ -215,7 +219,8 @@ base::Status BlobWriter::StoreChunk(Job& job, uint32_t* index) {
   ChunkInfo c;
   c.digest = job.digest;
   c.blob_index = *blob_index_;
-  c.uncompressed_size = static_cast<uint32_t>(job.data.size());
+  c.uncompressed_size = static_cast<uint32_t>(job.length());
+  if (job.zero_length != 0 && job.compressed.empty()) job.data.assign(job.zero_length, 0);
   c.compressed_offset = out_->offset();
   c.uncompressed_offset = next_uncompressed_;
   c.index = static_cast<uint32_t>(ci_chunks_.size());
@@ -250,7 +255,7 @@ base::Status BlobWriter::CommitFront() {
     while (!job->done) done_cv_.Wait(&mu_);
   }
   RETURN_IF_ERROR(job->status);
-  const uint32_t size = static_cast<uint32_t>(job->data.size());
+  const uint32_t size = static_cast<uint32_t>(job->length());
   std::optional<uint32_t> found;
   if (dict_lookup_) found = dict_lookup_(job->digest, size);
   if (!found) {
@@ -286,12 +291,12 @@ base::Status BlobWriter::AddFile(Node* file, const ReadFn& read, bool check_eof,
       free_buffers_.pop_back();
     }
     const size_t len = static_cast<size_t>(std::min<uint64_t>(cs, file->size - k * cs));
-    job->data.resize(len);
     if (hole && hole(k * cs, len)) {
-      // A hole: zeros, hashed and compressed once per length.
-      std::fill(job->data.begin(), job->data.end(), 0);
+      // A hole: zeros, hashed and compressed once per length. The job
+      // carries no data unless the chunk has to be stored.
       auto it = zero_chunks_.find(len);
       if (it == zero_chunks_.end()) {
+        job->data.assign(len, 0);
         ZeroChunk z;
         z.digest = base::ComputeDigest(options_.digester, job->data);
         z.crc = Crc32c(job->data);
@@ -300,6 +305,9 @@ base::Status BlobWriter::AddFile(Node* file, const ReadFn& read, bool check_eof,
           if (c.size() < len) z.compressed = std::move(c);
         }
         it = zero_chunks_.emplace(len, std::move(z)).first;
+      } else {
+        job->zero_length = len;
+        job->data.clear();
       }
       job->digest = it->second.digest;
       job->crc = it->second.crc;
@@ -310,6 +318,7 @@ base::Status BlobWriter::AddFile(Node* file, const ReadFn& read, bool check_eof,
       inflight_.push_back(std::move(job));
       continue;
     }
+    job->data.resize(len);
     size_t got = 0;
     while (got < len) {
       ASSIGN_OR_RETURN(size_t n, read(base::MutableByteSpan(job->data.data() + got, len - got)));

@@ -231,6 +231,7 @@ base::Result<BuildResult> BuildFromTarball(const std::string& tarball,
   RETURN_IF_ERROR(build.Start(options, blob_dir));
   TarOptions to;
   to.max_expansion = options.max_tar_expansion;
+  to.slack_bytes = options.tar_expansion_slack_bytes;
   RETURN_IF_ERROR(LoadTarball(tarball, to, build.writer.get(), root.get(), &retired));
   return build.Finish(root.get(), bootstrap_path, options);
 }

@@ -29,6 +29,7 @@ struct BuildOptions {
   // Tarballs: refuse data expanding more than this many times its
   // compressed size (plus 64 MiB), a decompression bomb.
   uint64_t max_tar_expansion = 1000;
+  uint64_t tar_expansion_slack_bytes = uint64_t{64} << 20;
 };
 
 struct BuildResult {

@@ -143,7 +143,7 @@ base::Status LoadTarball(const std::string& path, const TarOptions& options, Blo
     const int64_t out = archive_filter_bytes(a, 0);
     if (in > 0 && out > 0 &&
         static_cast<uint64_t>(out) >
-            static_cast<uint64_t>(in) * options.max_expansion + (uint64_t{64} << 20)) {
+            static_cast<uint64_t>(in) * options.max_expansion + options.slack_bytes) {
       return base::ResourceExhaustedError("layer ", path, ": ", in, " compressed bytes expand to ",
                                           out, " (more than ", options.max_expansion,
                                           "x): refusing a likely decompression bomb");

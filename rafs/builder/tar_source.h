@@ -23,7 +23,7 @@
 //   - truncated archives and entries whose size runs past the end of the
 //     archive are kDataLoss errors;
 //   - a compressed archive whose data expands more than `max_expansion`
-//     times (plus 64 MiB) is refused as a decompression bomb;
+//     times (plus slack_bytes, 64 MiB) is refused as a decompression bomb;
 //   - whiteouts (.wh.NAME, .wh..wh..opq, 0/0 char devices) are kept as
 //     ordinary entries for a later merge (spec 8.3).
 #pragma once
@@ -40,6 +40,7 @@ namespace rfs::rafs::builder {
 
 struct TarOptions {
   uint64_t max_expansion = 1000;
+  uint64_t slack_bytes = uint64_t{64} << 20;
 };
 
 // True when `path` starts with a gzip or zstd magic or a tar header.

@@ -143,15 +143,15 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         Variant{storage::Compressor::kZstd, base::DigestAlgo::kBlake3, 1u << 20, false, false,
                 false},
-        Variant{storage::Compressor::kZstd, base::DigestAlgo::kBlake3, 1u << 20, false, true,
+        Variant{storage::Compressor::kZstd, base::DigestAlgo::kSha256, 1u << 20, false, true,
                 false},
-        Variant{storage::Compressor::kZstd, base::DigestAlgo::kBlake3, 1u << 20, false, false,
+        Variant{storage::Compressor::kZstd, base::DigestAlgo::kSha256, 1u << 20, false, false,
                 true},
         Variant{storage::Compressor::kZstd, base::DigestAlgo::kSha256, 1u << 20, false, true, true},
         Variant{storage::Compressor::kLz4Block, base::DigestAlgo::kBlake3, 4096, false, false,
                 false},
         Variant{storage::Compressor::kNone, base::DigestAlgo::kSha256, 65536, true, false, false},
-        Variant{storage::Compressor::kZstd, base::DigestAlgo::kBlake3, 16u << 20, true, false,
+        Variant{storage::Compressor::kZstd, base::DigestAlgo::kSha256, 16u << 20, true, false,
                 false}),
     [](const ::testing::TestParamInfo<Variant>& p) { return Name(p.param); });
 
@@ -264,6 +264,9 @@ TEST(BuilderTest, ReproducibleBytes) {
       BuildOptions o;
       o.blob_toc = toc;
       o.blob_inline_meta = toc;
+      // BLAKE3 is slow in sanitizer builds; the default digester is covered
+      // by the first round.
+      if (toc) o.digester = base::DigestAlgo::kSha256;
       o.threads = i + 1;  // thread count must not change the output
       auto r = BuildFromDirectory(src, blobs + "/boot", blobs, o);
       ASSERT_TRUE(r.ok()) << r.status();
@@ -285,13 +288,14 @@ TEST_P(BuilderRandomTest, RandomTreeRoundTrips) {
   testing::MakeRandomTree(src, GetParam(), 400);
   BuildOptions o;
   o.chunk_size = 1u << (12 + GetParam() % 6);
+  if (GetParam() % 2 == 0) o.digester = base::DigestAlgo::kSha256;
   auto r = BuildFromDirectory(src, boot, blobs, o);
   ASSERT_TRUE(r.ok()) << r.status();
   ExpectRoundTrip(src, boot, blobs, t.path());
   ExpectFsckAccepts(boot, r->blob_path);
 }
 
-INSTANTIATE_TEST_SUITE_P(Seeds, BuilderRandomTest, ::testing::Values(1, 2, 3, 4, 5, 6));
+INSTANTIATE_TEST_SUITE_P(Seeds, BuilderRandomTest, ::testing::Values(1, 2, 3, 4));
 
 TEST(BuilderTest, HundredThousandEntryDirectory) {
   TempDir t;
@@ -406,6 +410,7 @@ TEST(BuilderKernelTest, AlignedUncompressedImageMountsAsErofs) {
   BuildOptions o;
   o.aligned = true;
   o.compressor = storage::Compressor::kNone;
+  o.digester = base::DigestAlgo::kSha256;  // BLAKE3 is slow under sanitizers
   o.chunk_size = 64 * 1024;
   auto r = BuildFromDirectory(src, boot, blobs, o);
   ASSERT_TRUE(r.ok()) << r.status();

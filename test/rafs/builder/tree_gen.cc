@@ -75,7 +75,7 @@ void MakeRichTree(const std::string& d) {
   // within a file at small chunk sizes) and an unaligned tail.
   std::string piece = Pattern(65536, 1);
   std::string big;
-  for (int i = 0; i < 40; ++i) big += (i % 3 == 0) ? piece : Pattern(65536, 10 + i);
+  for (int i = 0; i < 20; ++i) big += (i % 3 == 0) ? piece : Pattern(65536, 10 + i);
   big += Pattern(12345, 99);
   Write(d + "/big.bin", big);
   Write(d + "/big.copy", big);
@@ -86,7 +86,7 @@ void MakeRichTree(const std::string& d) {
     std::string a = Pattern(5000, 3);
     ASSERT_EQ(pwrite(fd, a.data(), a.size(), 0), static_cast<ssize_t>(a.size()));
     ASSERT_EQ(pwrite(fd, a.data(), a.size(), 3 << 20), static_cast<ssize_t>(a.size()));
-    ASSERT_EQ(ftruncate(fd, (5 << 20) + 17), 0);
+    ASSERT_EQ(ftruncate(fd, (3 << 20) + 8192 + 17), 0);
     close(fd);
   }
   // Hard links (three names) and a hard-linked empty file.
@@ -157,7 +157,7 @@ void MakeRandomTree(const std::string& dir, uint64_t seed, int entries) {
   std::vector<std::string> dirs{dir};
   std::vector<std::string> files;
   std::vector<std::string> contents;
-  for (int i = 0; i < 8; ++i) contents.push_back(Pattern(rng() % 300000, rng()));
+  for (int i = 0; i < 8; ++i) contents.push_back(Pattern(rng() % 100000, rng()));
   for (int i = 0; i < entries; ++i) {
     const std::string& parent = dirs[rng() % dirs.size()];
     std::string name = "e" + std::to_string(i);
@@ -187,7 +187,7 @@ void MakeRandomTree(const std::string& dir, uint64_t seed, int entries) {
         ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);
         break;
       default: {
-        Write(path, Pattern(rng() % 20000, rng()), 0600 | (rng() % 0200));
+        Write(path, Pattern(rng() % 10000, rng()), 0600 | (rng() % 0200));
         if (rng() % 4 == 0)
           Xattr(path, "user.k" + std::to_string(rng() % 3), Pattern(rng() % 50, 1));
         files.push_back(path);
