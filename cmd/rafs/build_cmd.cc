@@ -92,6 +92,8 @@ CLI::App* AddBuildCommand(CLI::App* app, BuildArgs* args) {
               "also store the bootstrap inside the blob");
   b->add_option("--prefetch-files", args->prefetch_files,
                 "file listing image paths to prefetch, one per line");
+  b->add_option("--chunk-dict", args->chunk_dict,
+                "bootstrap whose stored chunks are reused instead of stored again");
   b->add_flag("--json", args->json, "print a JSON summary");
   return b;
 }
@@ -119,6 +121,7 @@ int RunBuild(const BuildArgs& args) {
   o.aligned = args.aligned;
   o.blob_toc = args.blob_toc;
   o.blob_inline_meta = args.blob_inline_meta;
+  o.chunk_dict = args.chunk_dict;
   if (!args.prefetch_files.empty()) {
     std::ifstream in(args.prefetch_files);
     if (!in) {
@@ -155,6 +158,7 @@ int RunBuild(const BuildArgs& args) {
     j["file_bytes"] = r->file_bytes;
     j["chunks"] = r->chunks;
     j["chunks_stored"] = r->chunks_stored;
+    j["chunks_from_dict"] = r->chunks_from_dict;
     j["compressor"] = std::string(storage::CompressorName(o.compressor));
     j["digester"] = std::string(base::DigestAlgoName(o.digester));
     j["chunk_size"] = o.chunk_size;

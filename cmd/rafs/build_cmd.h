@@ -20,6 +20,7 @@ struct BuildArgs {
   bool blob_toc = false;
   bool blob_inline_meta = false;
   std::string prefetch_files;
+  std::string chunk_dict;
   bool json = false;
 };
 

@@ -6,10 +6,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <map>
 #include <memory>
+#include <optional>
 #include <set>
 
 #include "rafs/builder/blob_writer.h"
+#include "rafs/builder/chunk_dict.h"
 #include "rafs/builder/dir_source.h"
 #include "rafs/builder/tar_source.h"
 #include "rafs/builder/tree.h"
@@ -120,13 +123,43 @@ struct Build {
   std::vector<ChunkInfo> chunks;
   std::vector<BlobEntry> blobs;
   std::unique_ptr<BlobWriter> writer;
+  std::optional<uint32_t> own_blob;  // index of the blob this build writes
+  std::unique_ptr<ChunkDict> dict;
+  std::map<uint32_t, uint32_t> dict_blob_index;       // dict blob -> our index
+  std::map<base::Digest, uint32_t> dict_chunk_index;  // digest -> our chunk
+  uint64_t from_dict = 0;
 
   base::Status Start(const BuildOptions& options, const std::string& blob_dir) {
-    ASSIGN_OR_RETURN(writer,
-                     BlobWriter::Create(MakeBlobOptions(options, blob_dir), &chunks, [this] {
-                       blobs.emplace_back();
-                       return static_cast<uint32_t>(blobs.size() - 1);
-                     }));
+    ChunkLookupFn lookup;
+    if (!options.chunk_dict.empty()) {
+      ASSIGN_OR_RETURN(dict,
+                       ChunkDict::Open(options.chunk_dict, options.chunk_size, options.digester));
+      lookup = [this](const base::Digest& d, uint32_t size) -> std::optional<uint32_t> {
+        auto found = dict->Find(d, size);
+        if (!found) return std::nullopt;
+        ++from_dict;
+        auto it = dict_chunk_index.find(d);
+        if (it != dict_chunk_index.end()) return it->second;
+        // The dictionary's blob enters the table when first used (spec 6.1).
+        auto [b, inserted] =
+            dict_blob_index.emplace(found->dict_blob, static_cast<uint32_t>(blobs.size()));
+        if (inserted) blobs.push_back(dict->blobs()[found->dict_blob]);
+        ChunkInfo c = found->chunk;
+        c.blob_index = b->second;
+        chunks.push_back(c);
+        const uint32_t idx = static_cast<uint32_t>(chunks.size() - 1);
+        dict_chunk_index.emplace(d, idx);
+        return idx;
+      };
+    }
+    ASSIGN_OR_RETURN(writer, BlobWriter::Create(
+                                 MakeBlobOptions(options, blob_dir), &chunks,
+                                 [this] {
+                                   blobs.emplace_back();
+                                   own_blob = static_cast<uint32_t>(blobs.size() - 1);
+                                   return *own_blob;
+                                 },
+                                 std::move(lookup)));
     return base::Status::Ok();
   }
 
@@ -143,16 +176,16 @@ struct Build {
         BlobEntry entry,
         writer->Finish([&](const BlobEntry& placeholder) -> base::Result<std::vector<uint8_t>> {
           std::vector<BlobEntry> inline_blobs = blobs;
-          inline_blobs.back() = placeholder;
+          inline_blobs[*own_blob] = placeholder;
           return WriteV6Bootstrap(root, &chunks, inline_blobs, vo);
         }));
     if (entry.chunk_count > 0) {
-      blobs.back() = entry;
+      blobs[*own_blob] = entry;
       // The separate bootstrap names the blob by its real id. Readers replace
       // the id of an INLINED_FS_META entry with the bootstrap's file name
       // (spec 6.6), so the flag is cleared here as upstream clears it on
       // entries copied out of an inlined bootstrap.
-      blobs.back().features &= ~format::kBlobInlinedFsMeta;
+      blobs[*own_blob].features &= ~format::kBlobInlinedFsMeta;
       result.blob_id = entry.blob_id;
       result.blob_path = writer->path();
       struct stat st;
@@ -172,6 +205,7 @@ struct Build {
     });
     result.chunks = writer->stats().chunks_total;
     result.chunks_stored = writer->stats().chunks_stored;
+    result.chunks_from_dict = from_dict;
     return result;
   }
 };
@@ -217,8 +251,7 @@ base::Result<BuildResult> BuildFromDirectory(const std::string& source_dir,
     // Only files with fewer allocated blocks than their size can have holes;
     // the others skip two lseeks per chunk.
     const bool sparse = static_cast<uint64_t>(st.st_blocks) * 512 < f->size;
-    RETURN_IF_ERROR(
-        build.writer->AddFile(f, read, /*check_eof=*/true, sparse ? hole : HoleFn()));
+    RETURN_IF_ERROR(build.writer->AddFile(f, read, /*check_eof=*/true, sparse ? hole : HoleFn()));
   }
   return build.Finish(root.get(), bootstrap_path, options);
 }

@@ -25,6 +25,9 @@ struct BuildOptions {
   // Image paths to prefetch, in order: their data is written first in the
   // blob and their nids form the prefetch table.
   std::vector<std::string> prefetch_paths;
+  // Bootstrap whose chunks are reused instead of stored again (same chunk
+  // size and digester); empty for none.
+  std::string chunk_dict;
   int threads = 0;  // 0 = hardware concurrency
   // Tarballs: refuse data expanding more than this many times its
   // compressed size (plus 64 MiB), a decompression bomb.
@@ -42,6 +45,7 @@ struct BuildResult {
   uint64_t file_bytes = 0;     // their data
   uint64_t chunks = 0;         // chunks of all files
   uint64_t chunks_stored = 0;  // distinct chunks in the blob
+  uint64_t chunks_from_dict = 0;  // chunks found in the chunk dictionary
 };
 
 // Builds SOURCE, a directory or a layer tarball (plain, gzip or zstd),

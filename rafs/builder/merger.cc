@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "rafs/builder/builder.h"
+#include "rafs/builder/chunk_dict.h"
 #include "rafs/builder/tree.h"
 #include "rafs/builder/v6_writer.h"
 #include "rafs/format/v6.h"
@@ -32,25 +33,6 @@ struct MergeState {
   base::DigestAlgo digester = base::DigestAlgo::kBlake3;
   storage::Compressor compressor = storage::Compressor::kZstd;
 };
-
-BlobEntry EntryFromMeta(const meta::BlobEntry& b) {
-  BlobEntry e;
-  e.blob_id = b.info.blob_id;
-  e.chunk_size = b.info.chunk_size;
-  e.chunk_count = b.info.chunk_count;
-  e.compression_algo = static_cast<uint32_t>(b.info.compressor);
-  e.digest_algo = static_cast<uint32_t>(b.info.digester);
-  e.features = b.features & ~format::kBlobInlinedFsMeta;
-  e.compressed_size = b.info.compressed_size;
-  e.uncompressed_size = b.info.uncompressed_size;
-  e.blob_toc_size = b.toc_size;
-  e.ci_compressor = b.ci_compressor;
-  e.ci_offset = b.ci_offset;
-  e.ci_compressed_size = b.ci_compressed_size;
-  e.ci_uncompressed_size = b.ci_uncompressed_size;
-  e.blob_toc_digest = b.toc_digest;
-  return e;
-}
 
 // Loads one layer bootstrap into a tree whose files reference `state`'s
 // chunk list. Every hard-link name carries the full inode (like tar
@@ -79,7 +61,7 @@ base::Result<std::unique_ptr<Node>> LoadLayer(const std::string& path, uint32_t 
   for (const meta::BlobEntry& b : m->blobs()) {
     auto [it, inserted] =
         state->blob_by_id.emplace(b.info.blob_id, static_cast<uint32_t>(state->blobs.size()));
-    if (inserted) state->blobs.push_back(EntryFromMeta(b));
+    if (inserted) state->blobs.push_back(BlobEntryFromMeta(b));
     blob_map.push_back(it->second);
   }
   // Chunk records of the table (CRC and flags), by (blob, ci index).

@@ -17,6 +17,7 @@
 #include "rafs/fs/checker.h"
 #include "rafs/fs/image.h"
 #include "rafs/meta/metadata.h"
+#include "test/rafs/builder/tree_gen.h"
 #include "test/support/test_util.h"
 #include "test/support/tree_compare.h"
 
@@ -216,6 +217,68 @@ TEST(MergeTest, WhitedOutBlobsLeaveTheBlobTable) {
         0)
         << msg;
   }
+}
+
+std::vector<uint8_t> Random(size_t n, uint32_t seed) {
+  std::vector<uint8_t> v(n);
+  uint32_t x = seed * 2654435761u + 1;
+  for (auto& b : v) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    b = static_cast<uint8_t>(x);
+  }
+  return v;
+}
+
+TEST(ChunkDictTest, UpperLayerReusesLowerLayerChunks) {
+  TempDir t;
+  const std::string blobs = t.Sub("blobs");
+  for (const char* d : {"blobs", "a", "b"}) ASSERT_EQ(mkdir(t.Sub(d).c_str(), 0755), 0);
+  const auto shared = Random(300000, 1);
+  testing::WriteFileBytes(t.Sub("a") + "/lib.so", shared);
+  testing::WriteFileBytes(t.Sub("a") + "/only_a", Random(5000, 2));
+  testing::WriteFileBytes(t.Sub("b") + "/a_copy.so", shared);  // sorts before b's own data
+  testing::WriteFileBytes(t.Sub("b") + "/new", Random(7000, 3));
+  testing::SetMtime(t.Sub("b"), 0, 0);
+  BuildOptions o;
+  o.chunk_size = 64 * 1024;
+  auto a = BuildFromDirectory(t.Sub("a"), t.Sub("a.boot"), blobs, o);
+  ASSERT_TRUE(a.ok()) << a.status();
+  o.chunk_dict = t.Sub("a.boot");
+  auto b = BuildFromDirectory(t.Sub("b"), t.Sub("b.boot"), blobs, o);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->chunks_from_dict, 5u);  // 300000 bytes in 64 KiB chunks
+  EXPECT_EQ(b->chunks_stored, 1u);
+  EXPECT_LT(b->blob_size, 7000u + 8192u);  // only the new file's data
+  auto meta = meta::OpenMetadataFile(t.Sub("b.boot"));
+  ASSERT_TRUE(meta.ok());
+  ASSERT_EQ((*meta)->blobs().size(), 2u);
+  EXPECT_EQ((*meta)->blobs()[0].info.blob_id, a->blob_id);  // first used first
+  EXPECT_EQ((*meta)->blobs()[1].info.blob_id, b->blob_id);
+  auto image = OpenBuilt(t.Sub("b.boot"), blobs);
+  ASSERT_NE(image, nullptr);
+  auto report = fs::CheckImage(*image, {});
+  ASSERT_TRUE(report.ok()) << report.status();
+  auto diffs = testing::CompareImageWithDirectory(*image, t.Sub("b"));
+  EXPECT_TRUE(diffs.empty()) << Join(diffs);
+  if (testing::HaveCommand("fsck.erofs")) {
+    std::string msg;
+    EXPECT_EQ(testing::RunCommand("fsck.erofs --device=" + a->blob_path +
+                                      " --device=" + b->blob_path + " " + t.Sub("b.boot") + " 2>&1",
+                                  &msg),
+              0)
+        << msg;
+  }
+  // Merged, the layers share A's blob.
+  auto m = MergeLayers({t.Sub("a.boot"), t.Sub("b.boot")}, t.Sub("merged"));
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->blob_ids, (std::vector<std::string>{a->blob_id, b->blob_id}));
+  // A dictionary with another chunk size is refused.
+  o.chunk_size = 4096;
+  auto bad = BuildFromDirectory(t.Sub("b"), t.Sub("c.boot"), blobs, o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("chunk size"), std::string::npos) << bad.status();
 }
 
 TEST(MergeTest, MismatchedChunkSizesAreRefused) {
