@@ -51,10 +51,7 @@ BlobCache::BlobCache(std::string dir, std::string blob_id, uint32_t chunk_count,
       data_fd_(std::move(data)),
       map_fd_(std::move(map)) {}
 
-BlobCache::~BlobCache() {
-  MutexLock lock(&mu_);
-  (void)FlushLocked();
-}
+BlobCache::~BlobCache() { (void)Flush(); }
 
 Result<std::unique_ptr<BlobCache>> BlobCache::Open(const std::string& dir, const BlobInfo& blob) {
   if (blob.chunk_count == 0) {
@@ -141,7 +138,7 @@ Status BlobCache::MarkReady(uint32_t index, uint64_t uncompressed_offset, base::
     if (!(byte & (1u << (index % 8)))) {
       byte |= static_cast<uint8_t>(1u << (index % 8));
       ++ready_count_;
-      if (++unflushed_ >= kFlushEvery) s = FlushLocked();
+      ++unflushed_;
     }
   }
   if (p != nullptr) {
@@ -196,19 +193,28 @@ Status BlobCache::ReadCached(uint64_t offset, base::MutableByteSpan dst) const {
   return Status::Ok();
 }
 
-Status BlobCache::Flush() {
+int BlobCache::unflushed() const {
   MutexLock lock(&mu_);
-  return FlushLocked();
+  return unflushed_;
 }
 
-Status BlobCache::FlushLocked() {
-  if (ready_ == durable_) return Status::Ok();
-  // Data first: only bits whose data is durable may become durable.
+Status BlobCache::Flush() {
+  MutexLock flush(&flush_mu_);
+  std::vector<uint8_t> snapshot;
+  {
+    MutexLock lock(&mu_);
+    if (ready_ == durable_) return Status::Ok();
+    snapshot = ready_;
+    unflushed_ = 0;
+  }
+  // Data first: every bit in the snapshot was set after its data was
+  // written, so syncing the data now makes all of them safe to persist.
   if (::fdatasync(data_fd_.get()) != 0) return ErrnoToStatus(errno, "sync cache data");
-  RETURN_IF_ERROR(PwriteAll(map_fd_.get(), ready_.data(), ready_.size(), kMapHeader, "chunk map"));
+  RETURN_IF_ERROR(
+      PwriteAll(map_fd_.get(), snapshot.data(), snapshot.size(), kMapHeader, "chunk map"));
   if (::fdatasync(map_fd_.get()) != 0) return ErrnoToStatus(errno, "sync chunk map");
-  durable_ = ready_;
-  unflushed_ = 0;
+  MutexLock lock(&mu_);
+  durable_ = std::move(snapshot);
   return Status::Ok();
 }
 

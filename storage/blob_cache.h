@@ -39,9 +39,6 @@ class BlobCache {
     base::CondVar cv;
   };
 
-  // Flush automatically after this many chunks became ready.
-  static constexpr int kFlushEvery = 64;
-
   // Opens or creates the cache files of `blob` in `dir`. A bitmap that does
   // not match the blob (other chunk count, bad header) is reset.
   static base::Result<std::unique_ptr<BlobCache>> Open(const std::string& dir,
@@ -77,8 +74,11 @@ class BlobCache {
   // Reads cached bytes (the caller knows they are ready).
   base::Status ReadCached(uint64_t offset, base::MutableByteSpan dst) const;
   int data_fd() const { return data_fd_.get(); }
-  // Makes every ready mark durable (see the file comment).
-  base::Status Flush() EXCLUDES(mu_);
+  // Makes every ready mark durable (see the file comment). Does not block
+  // readers while it syncs; callers flush periodically and at shutdown.
+  base::Status Flush() EXCLUDES(mu_, flush_mu_);
+  // Chunks marked ready since the last flush.
+  int unflushed() const EXCLUDES(mu_);
 
   static std::string DataPath(const std::string& dir, const std::string& blob_id);
   static std::string MapPath(const std::string& dir, const std::string& blob_id);
@@ -87,7 +87,6 @@ class BlobCache {
   BlobCache(std::string dir, std::string blob_id, uint32_t chunk_count, base::UniqueFd data,
             base::UniqueFd map);
   base::Status LoadOrResetMap();
-  base::Status FlushLocked() REQUIRES(mu_);
 
   const std::string dir_;
   const std::string blob_id_;
@@ -95,6 +94,7 @@ class BlobCache {
   base::UniqueFd data_fd_;
   base::UniqueFd map_fd_;
 
+  base::Mutex flush_mu_;  // one flush at a time; taken before mu_
   mutable base::Mutex mu_;
   std::vector<uint8_t> ready_ GUARDED_BY(mu_);      // in-memory bitmap
   std::vector<uint8_t> durable_ GUARDED_BY(mu_);    // what the map file holds

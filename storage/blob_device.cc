@@ -8,6 +8,7 @@
 #include <map>
 #include <unordered_map>
 
+#include "base/logging.h"
 #include "storage/chunk_reader.h"
 
 namespace rfs::storage {
@@ -67,7 +68,30 @@ BlobDevice::BlobDevice(std::shared_ptr<BlobBackend> backend, std::vector<BlobInf
                                       base::ExponentialBuckets(0.0005, 2, 16));
 }
 
-BlobDevice::~BlobDevice() { (void)Flush(); }
+BlobDevice::~BlobDevice() {
+  if (flusher_.joinable()) {
+    {
+      MutexLock lock(&flusher_mu_);
+      stopping_ = true;
+    }
+    flusher_cv_.SignalAll();
+    flusher_.join();
+  }
+  (void)Flush();
+}
+
+void BlobDevice::FlushLoop() {
+  MutexLock lock(&flusher_mu_);
+  while (!stopping_) {
+    flusher_cv_.WaitUntil(&flusher_mu_,
+                          std::chrono::steady_clock::now() + options_.flush_interval);
+    if (stopping_) break;
+    Status s = Flush();
+    if (!s.ok()) {
+      RFS_LOG(kWarning) << "chunk cache flush failed: " << s;
+    }
+  }
+}
 
 Result<std::unique_ptr<BlobDevice>> BlobDevice::Create(std::shared_ptr<BlobBackend> backend,
                                                        std::vector<BlobInfo> blobs,
@@ -79,8 +103,11 @@ Result<std::unique_ptr<BlobDevice>> BlobDevice::Create(std::shared_ptr<BlobBacke
   }
   std::unique_ptr<BlobDevice> d(
       new BlobDevice(std::move(backend), std::move(blobs), std::move(options)));
-  MutexLock lock(&d->mu_);
-  d->open_.resize(d->blobs_.size());
+  {
+    MutexLock lock(&d->mu_);
+    d->open_.resize(d->blobs_.size());
+  }
+  if (!d->options_.cache_dir.empty()) d->flusher_ = std::thread([dev = d.get()] { dev->FlushLoop(); });
   return d;
 }
 
@@ -362,13 +389,17 @@ Status BlobDevice::Fetch(const std::vector<ChunkInfo>& chunks, const IoContext& 
 }
 
 Status BlobDevice::Flush() {
-  MutexLock lock(&mu_);
-  Status first;
-  for (auto& b : open_) {
-    if (b != nullptr && b->cache != nullptr) {
-      Status s = b->cache->Flush();
-      if (first.ok() && !s.ok()) first = s;
+  std::vector<BlobCache*> caches;
+  {
+    MutexLock lock(&mu_);
+    for (auto& b : open_) {
+      if (b != nullptr && b->cache != nullptr) caches.push_back(b->cache.get());
     }
+  }
+  Status first;
+  for (BlobCache* c : caches) {
+    Status s = c->Flush();
+    if (first.ok() && !s.ok()) first = s;
   }
   return first;
 }

@@ -15,7 +15,9 @@
 // Thread-safe.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,6 +39,9 @@ struct DeviceOptions {
   uint64_t merge_max_bytes = 4u << 20;
   // Fetch attempts of a chunk whose bytes fail verification.
   int verify_attempts = 2;
+  // How often ready marks are made durable in the background (they are
+  // also flushed at shutdown). Syncing never happens on the read path.
+  std::chrono::milliseconds flush_interval{1000};
   base::MetricsRegistry* metrics = &base::MetricsRegistry::Global();
 };
 
@@ -94,9 +99,15 @@ class BlobDevice {
                                 const IoContext& ctx);
   static bool Cacheable(const Blob& blob, const ChunkInfo& c);
 
+  void FlushLoop();
+
   std::shared_ptr<BlobBackend> backend_;
   std::vector<BlobInfo> blobs_;
   DeviceOptions options_;
+  base::Mutex flusher_mu_;
+  base::CondVar flusher_cv_;
+  bool stopping_ GUARDED_BY(flusher_mu_) = false;
+  std::thread flusher_;
   base::Mutex mu_;
   std::vector<std::unique_ptr<Blob>> open_ GUARDED_BY(mu_);  // by blob index
 
