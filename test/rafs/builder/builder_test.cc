@@ -24,6 +24,7 @@
 #include "rafs/fs/extractor.h"
 #include "rafs/fs/image.h"
 #include "rafs/meta/metadata.h"
+#include "rafs/meta/walk.h"
 #include "test/rafs/builder/tree_gen.h"
 #include "test/support/test_util.h"
 #include "test/support/tree_compare.h"
@@ -224,6 +225,41 @@ TEST(BuilderLayoutTest, DefaultLayoutMatchesSpec91) {
     EXPECT_EQ(rec.crc32, Crc32c(data));
     EXPECT_EQ((rec.flags & format::kChunkHasCrc32) != 0, rec.crc32 != 0);
   }
+}
+
+TEST(BuilderLayoutTest, PrefetchTableAndDataOrder) {
+  TempDir t;
+  const std::string src = t.Sub("src"), blobs = t.Sub("blobs"), boot = t.Sub("boot");
+  ASSERT_EQ(mkdir(src.c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(blobs.c_str(), 0755), 0);
+  testing::MakeRichTree(src);
+  BuildOptions o;
+  o.digester = base::DigestAlgo::kSha256;
+  o.prefetch_paths = {"/z/hl2", "/missing", "/etc"};
+  auto r = BuildFromDirectory(src, boot, blobs, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto b = testing::ReadFileBytes(boot);
+  const uint64_t pf_off = LoadLe64(&b[1152 + 40]);
+  const uint32_t pf_size = LoadLe32(&b[1152 + 48]);
+  ASSERT_EQ(pf_size, 8u);  // two of the three patterns matched
+  EXPECT_EQ(pf_off, 4096u + 256u);
+  auto meta = meta::OpenMetadataFile(boot);
+  ASSERT_TRUE(meta.ok()) << meta.status();
+  auto pf = (*meta)->PrefetchInodes();
+  ASSERT_TRUE(pf.ok()) << pf.status();
+  auto hl2 = meta::ResolvePath(**meta, "/z/hl2");
+  auto etc = meta::ResolvePath(**meta, "/etc");
+  ASSERT_TRUE(hl2.ok() && etc.ok());
+  EXPECT_EQ(*pf, (std::vector<uint64_t>{*hl2, *etc}));
+  // The prefetched file's data comes first in the blob.
+  auto blob = testing::ReadFileBytes(r->blob_path);
+  const std::string first = "linked content\n";
+  ASSERT_GE(blob.size(), first.size());
+  EXPECT_EQ(std::string(blob.begin(), blob.begin() + first.size()), first);
+  auto image = OpenBuilt(boot, blobs);
+  ASSERT_NE(image, nullptr);
+  EXPECT_TRUE(testing::CompareImageWithDirectory(*image, src).empty());
+  ExpectFsckAccepts(boot, r->blob_path);
 }
 
 TEST(BuilderLayoutTest, MetadataOnlyTreeHasNoBlob) {
