@@ -54,13 +54,18 @@ base::Result<BuildResult> BuildImage(const std::string& source, const std::strin
                                      const std::string& blob_dir, const BuildOptions& options);
 
 // Builds a layer tarball (see tar_source.h for how unusual entries are
-// treated; whiteouts stay in the bootstrap for a later merge).
+// treated; whiteouts stay in the bootstrap for a later merge). Data goes
+// into the blob in archive order. Nanosecond mtimes from pax headers are
+// kept (upstream's tar builder writes 0 nanoseconds).
 base::Result<BuildResult> BuildFromTarball(const std::string& tarball,
                                            const std::string& bootstrap_path,
                                            const std::string& blob_dir,
                                            const BuildOptions& options);
 
 // Builds `source_dir` into `bootstrap_path` and a blob in `blob_dir`.
+// Whiteout entries (.wh.*, 0/0 character devices, opaque xattrs) are kept
+// as ordinary entries, like tarball builds keep them, so that `rafs merge`
+// can apply them; upstream directory builds drop them instead (spec 8.3).
 base::Result<BuildResult> BuildFromDirectory(const std::string& source_dir,
                                              const std::string& bootstrap_path,
                                              const std::string& blob_dir,
