@@ -311,6 +311,65 @@ TEST(TarHostileTest, DecompressionBombIsRefused) {
   EXPECT_TRUE(std::filesystem::is_empty(b.blobs()));  // temporary blob removed
 }
 
+// A pax extended header ('x') carrying one "key=value" record. Like GNU
+// tar, callers also put a truncated link name in the ustar header: with an
+// empty one libarchive 3.6 drops a pax linkpath.
+std::string Pax(const std::string& key, const std::string& value) {
+  std::string body = " " + key + "=" + value + "\n";
+  size_t len = body.size() + 1;
+  while (std::to_string(len).size() + body.size() != len) ++len;
+  return TarEntry("PaxHeader", 'x', std::to_string(len) + body);
+}
+
+TEST(TarHostileTest, OverlongNamesTargetsAndForeignXattrsAreErrors) {
+  {
+    TarBuild b;
+    auto r = b.Build(
+        b.Layer(Pax("path", "d/" + std::string(300, 'n')) + TarEntry("x", '0', "") + TarEnd()));
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find("above 255"), std::string::npos) << r.status();
+  }
+  {
+    TarBuild b;
+    auto r = b.Build(b.Layer(Pax("linkpath", std::string(5000, 't')) +
+                             TarEntry("longlink", '2', "", std::string(100, 't')) + TarEnd()));
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find("longlink"), std::string::npos) << r.status();
+    EXPECT_NE(r.status().message().find("length 5000"), std::string::npos) << r.status();
+  }
+  {
+    TarBuild b;
+    auto r =
+        b.Build(b.Layer(Pax("SCHILY.xattr.system.foo", "v") + TarEntry("f", '0', "x") + TarEnd()));
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find("system.foo"), std::string::npos) << r.status();
+    EXPECT_NE(r.status().message().find("'f'"), std::string::npos) << r.status();
+  }
+  {
+    // A 255-byte name and a 4096-byte target are fine, and so are xattrs
+    // with storable prefixes.
+    TarBuild b;
+    auto r = b.Build(b.Layer(Pax("path", std::string(255, 'n')) + TarEntry("x", '0', "data") +
+                             Pax("linkpath", std::string(4096, 't')) +
+                             TarEntry("l", '2', "", std::string(100, 't')) +
+                             Pax("SCHILY.xattr.user.k", "v") + TarEntry("u", '0', "") + TarEnd()));
+    ASSERT_TRUE(r.ok()) << r.status();
+    auto image = OpenBuilt(b.boot(), b.blobs());
+    ASSERT_NE(image, nullptr);
+    EXPECT_TRUE(image->fs().Lookup(1, std::string(255, 'n')).ok());
+    auto l = image->fs().Lookup(1, "l");
+    ASSERT_TRUE(l.ok());
+    auto target = image->fs().ReadLink(l->attr.ino);
+    ASSERT_TRUE(target.ok());
+    EXPECT_EQ(*target, std::string(4096, 't'));
+    auto u = image->fs().Lookup(1, "u");
+    ASSERT_TRUE(u.ok());
+    auto x = image->fs().GetXattr(u->attr.ino, "user.k");
+    ASSERT_TRUE(x.ok()) << x.status();
+    EXPECT_EQ(*x, "v");
+  }
+}
+
 TEST(TarHostileTest, GarbageIsNotATarball) {
   TarBuild b;
   auto r = b.Build(b.Layer(std::string(4096, 'g')));
