@@ -98,6 +98,24 @@ class Layer {
   bool ovl_style_;
 };
 
+// Loop devices and a mount, undone however the test ends.
+struct Loops {
+  std::vector<std::string> devs;
+  std::string mounted;
+  ~Loops() {
+    if (!mounted.empty()) testing::RunCommand("umount " + mounted + " 2>/dev/null");
+    for (const auto& d : devs) testing::RunCommand("losetup -d " + d + " 2>/dev/null");
+  }
+  bool Add(const std::string& file, std::string* dev) {
+    std::string out;
+    if (testing::RunCommand("losetup -f --show " + file + " 2>/dev/null", &out) != 0) return false;
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    devs.push_back(out);
+    *dev = out;
+    return true;
+  }
+};
+
 // Three layers with deletions, opaque directories and replacements.
 std::vector<std::unique_ptr<Layer>> MakeLayers(const TempDir& t, bool ovl_style) {
   std::vector<std::unique_ptr<Layer>> l;
@@ -147,7 +165,12 @@ TEST(MergeTest, OciAndOverlayWhiteoutsMatchOverlayfs) {
     std::vector<std::string> ids;
     for (size_t i = 0; i < layers.size(); ++i) {
       boots.push_back(t.Sub("layer" + std::to_string(i) + ".boot"));
-      auto r = BuildFromDirectory(layers[i]->oci(), boots.back(), blobs, {});
+      // Blobs usable as EROFS devices, so the kernel can mount the merge.
+      BuildOptions o;
+      o.aligned = true;
+      o.compressor = storage::Compressor::kNone;
+      o.digester = base::DigestAlgo::kSha256;
+      auto r = BuildFromDirectory(layers[i]->oci(), boots.back(), blobs, o);
       ASSERT_TRUE(r.ok()) << r.status();
       ids.push_back(r->blob_id);
     }
@@ -174,6 +197,33 @@ TEST(MergeTest, OciAndOverlayWhiteoutsMatchOverlayfs) {
     auto diffs = testing::CompareImageWithDirectory(*image, mnt, co);
     testing::RunCommand("umount " + mnt);
     EXPECT_TRUE(diffs.empty()) << Join(diffs);
+
+    // The kernel EROFS driver mounts the merged bootstrap with the blobs as
+    // devices in blob-table order, and shows the same tree.
+    if (testing::HaveCommand("fsck.erofs")) {
+      std::string devs;
+      for (const auto& id : m->blob_ids) devs += " --device=" + blobs + "/" + id;
+      EXPECT_EQ(
+          testing::RunCommand("fsck.erofs" + devs + " " + t.Sub("merged.boot") + " 2>&1", &out), 0)
+          << out;
+    }
+    Loops loops;
+    std::string boot_dev, options = "ro";
+    ASSERT_TRUE(loops.Add(t.Sub("merged.boot"), &boot_dev));
+    for (const auto& id : m->blob_ids) {
+      std::string dev;
+      ASSERT_TRUE(loops.Add(blobs + "/" + id, &dev));
+      options += ",device=" + dev;
+    }
+    const std::string emnt = t.Sub("emnt");
+    ASSERT_EQ(mkdir(emnt.c_str(), 0755), 0);
+    ASSERT_EQ(testing::RunCommand(
+                  "mount -t erofs -o " + options + " " + boot_dev + " " + emnt + " 2>&1", &out),
+              0)
+        << out;
+    loops.mounted = emnt;
+    auto ediffs = testing::CompareImageWithDirectory(*image, emnt);
+    EXPECT_TRUE(ediffs.empty()) << Join(ediffs);
   }
 }
 
