@@ -144,10 +144,17 @@ TEST(TarBuildTest, LayersFromGnuTarEqualTheSourceTree) {
     ASSERT_TRUE(report.ok()) << report.status();
     auto diffs = testing::CompareImageWithDirectory(*image, src);
     EXPECT_TRUE(diffs.empty()) << Join(diffs);
-    // The compression of the layer does not change the image.
+    // The compression of the layer does not change the image, and building
+    // again gives the same bytes.
     auto boot = testing::ReadFileBytes(out + "/boot");
     if (first_boot.empty()) first_boot = boot;
     EXPECT_TRUE(boot == first_boot);
+    const auto blob = testing::ReadFileBytes(r->blob_path);
+    auto again = BuildImage(layer, out + "/boot2", out, {});
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ(again->blob_id, r->blob_id);
+    EXPECT_TRUE(testing::ReadFileBytes(out + "/boot2") == boot);
+    EXPECT_TRUE(testing::ReadFileBytes(again->blob_path) == blob);
     if (testing::HaveCommand("fsck.erofs")) {
       std::string msg;
       EXPECT_EQ(testing::RunCommand(
