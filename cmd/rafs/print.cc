@@ -30,7 +30,9 @@ std::string SuperFlagNames(uint64_t flags) {
   };
   std::string out;
   for (auto [bit, name] : kNames) {
-    if (flags & bit) out += (out.empty() ? "" : "|") + std::string(name);
+    if (!(flags & bit)) continue;
+    if (!out.empty()) out += '|';
+    out += name;
   }
   return out;
 }
@@ -55,7 +57,9 @@ std::string BlobFeatureNames(uint32_t f) {
   };
   std::string out;
   for (auto [bit, name] : kNames) {
-    if (f & bit) out += (out.empty() ? "" : "|") + std::string(name);
+    if (!(f & bit)) continue;
+    if (!out.empty()) out += '|';
+    out += name;
   }
   return out;
 }
