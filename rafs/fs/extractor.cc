@@ -91,7 +91,9 @@ class Extractor {
     return Status::Ok();
   }
 
-  // Owner, mode and times of an entry created at (dirfd, name) or open as fd.
+  // Owner, xattrs, mode and times of an entry created at (dirfd, name) or
+  // open as fd. The order matters: chown drops security.capability and the
+  // set-id bits, so xattrs and the mode come after it.
   Status SetAttrs(const meta::WalkEntry& e, int fd, int dirfd) {
     const meta::Attr& a = e.attr;
     const bool link = S_ISLNK(a.mode);
@@ -100,8 +102,8 @@ class Extractor {
                       : ::fchownat(dirfd, e.name.c_str(), a.uid, a.gid, AT_SYMLINK_NOFOLLOW);
       if (r != 0) return ErrnoToStatus(errno, "chown");
     }
+    RETURN_IF_ERROR(SetXattrs(e, fd, dirfd));
     if (!link) {
-      // After chown, which clears set-id bits.
       int r = fd >= 0 ? ::fchmod(fd, a.mode & 07777)
                       : ::fchmodat(dirfd, e.name.c_str(), a.mode & 07777, 0);
       if (r != 0) return ErrnoToStatus(errno, "chmod");
@@ -157,7 +159,7 @@ class Extractor {
         if (fd < 0) return ErrnoToStatus(errno, "open directory");
         dirs_.emplace_back(fd);
         ++report_.directories;
-        return SetXattrs(e, fd, parent);
+        return Status::Ok();  // attributes when the directory is left
       }
       case S_IFREG: {
         if (e.attr.nlink > 1) {
@@ -177,7 +179,6 @@ class Extractor {
         UniqueFd file(fd);
         ++report_.files;
         RETURN_IF_ERROR(WriteFile(e, fd));
-        RETURN_IF_ERROR(SetXattrs(e, fd, parent));
         return SetAttrs(e, fd, parent);
       }
       case S_IFLNK: {
@@ -187,7 +188,6 @@ class Extractor {
         }
         if (::symlinkat(target.c_str(), parent, name) != 0) return ErrnoToStatus(errno, "symlink");
         ++report_.symlinks;
-        RETURN_IF_ERROR(SetXattrs(e, -1, parent));
         return SetAttrs(e, -1, parent);
       }
       default: {
@@ -200,7 +200,6 @@ class Extractor {
           return ErrnoToStatus(errno, "mknod");
         }
         ++report_.specials;
-        RETURN_IF_ERROR(SetXattrs(e, -1, parent));
         return SetAttrs(e, -1, parent);
       }
     }
@@ -209,7 +208,6 @@ class Extractor {
   Status LeaveDir(const meta::WalkEntry& e) {
     // The directory being left is the last open one.
     const int fd = dirs_[e.depth].get();
-    if (e.depth == 0) RETURN_IF_ERROR(SetXattrs(e, fd, -1));
     RETURN_IF_ERROR(SetAttrs(e, fd, -1));
     dirs_.resize(e.depth);
     return Status::Ok();

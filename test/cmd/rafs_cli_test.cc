@@ -147,6 +147,13 @@ TEST(RafsCliTest, ExtractReproducesTheTree) {
     add("/dev/null", S_IFCHR | 0666).rdev = makedev(1, 3);
     add("/dev/blk", S_IFBLK | 0600).rdev = makedev(259, 65536);
     add("/x2", S_IFREG | 0644).xattrs = {{"trusted.t", "v"}};
+    // A file capability (VFS_CAP_REVISION_2, cap_net_bind_service) on a file
+    // with an owner: it must survive the chown that extraction does.
+    const char cap[20] = {0x00, 0x00, 0x00, 0x02, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00,
+                          0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+    auto& capfile = add("/ping", S_IFREG | 0755);
+    capfile.data = "binary";
+    capfile.xattrs = {{"security.capability", std::string(cap, sizeof(cap))}};
   }
   testing::WriterOptions o;
   o.chunk_size = 64 << 10;
