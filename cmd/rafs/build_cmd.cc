@@ -7,22 +7,12 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "cmd/rafs/exit.h"
 #include "rafs/builder/builder.h"
 #include "rafs/builder/merger.h"
 
 namespace rfs::cmd {
 namespace {
-
-constexpr int kExitOk = 0;
-constexpr int kExitError = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitCorrupt = 3;
-
-int Fail(const char* cmd, const base::Status& s) {
-  std::fprintf(stderr, "rafs %s: %s\n", cmd, s.message().c_str());
-  if (s.code() == base::StatusCode::kDataLoss) return kExitCorrupt;
-  return kExitError;
-}
 
 int Usage(const char* cmd, const std::string& msg) {
   std::fprintf(stderr, "rafs %s: %s\n", cmd, msg.c_str());

@@ -14,6 +14,7 @@
 
 #include "base/logging.h"
 #include "cmd/rafs/build_cmd.h"
+#include "cmd/rafs/exit.h"
 #include "cmd/rafs/print.h"
 #include "rafs/fs/checker.h"
 #include "rafs/fs/extractor.h"
@@ -26,12 +27,6 @@
 
 namespace rfs::cmd {
 namespace {
-
-// Exit codes (documented in --help).
-constexpr int kExitOk = 0;
-constexpr int kExitError = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitCorrupt = 3;
 
 const char kExitHelp[] =
     "Exit codes: 0 success; 1 error (missing file, bad argument, i/o failure); 2 bad usage; "
@@ -93,12 +88,6 @@ base::Result<std::shared_ptr<storage::BlobBackend>> RegistryBackendFor(const Blo
   }
   ASSIGN_OR_RETURN(auto backend, storage::RegistryBackend::Create(std::move(o)));
   return std::shared_ptr<storage::BlobBackend>(std::move(backend));
-}
-
-int Fail(const std::string& cmd, const base::Status& s) {
-  std::string msg = s.message();
-  std::fprintf(stderr, "rafs %s: %s\n", cmd.c_str(), msg.c_str());
-  return s.code() == base::StatusCode::kDataLoss ? kExitCorrupt : kExitError;
 }
 
 std::string DirName(const std::string& path) {
