@@ -36,33 +36,16 @@ using base::LoadLe32;
 using base::LoadLe64;
 using testing::TempDir;
 
-std::unique_ptr<fs::Image> OpenBuilt(const std::string& boot, const std::string& blob_dir) {
-  auto meta = meta::OpenMetadataFile(boot);
-  EXPECT_TRUE(meta.ok()) << meta.status();
-  if (!meta.ok()) return nullptr;
-  auto backend = std::make_shared<storage::LocalFsBackend>(blob_dir);
-  auto image = fs::Image::Open(std::shared_ptr<meta::Metadata>(std::move(*meta)), backend);
-  EXPECT_TRUE(image.ok()) << image.status();
-  if (!image.ok()) return nullptr;
-  return std::move(*image);
-}
-
-std::string Join(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& x : v) s += x + "\n";
-  return s;
-}
-
 // Round trip: check (every digest), compare with the source, extract and
 // compare the extracted tree with the source too.
 void ExpectRoundTrip(const std::string& src, const std::string& boot, const std::string& blobs,
                      const std::string& scratch) {
-  auto image = OpenBuilt(boot, blobs);
+  auto image = testing::OpenBuilt(boot, blobs);
   ASSERT_NE(image, nullptr);
   auto report = fs::CheckImage(*image, {});
   ASSERT_TRUE(report.ok()) << report.status();
   auto diffs = testing::CompareImageWithDirectory(*image, src);
-  EXPECT_TRUE(diffs.empty()) << Join(diffs);
+  EXPECT_TRUE(diffs.empty()) << testing::JoinLines(diffs);
   const std::string out = scratch + "/extracted";
   fs::ExtractOptions xo;
   // Owners are compared on the image itself above; the extractor sets them
@@ -75,7 +58,7 @@ void ExpectRoundTrip(const std::string& src, const std::string& boot, const std:
   testing::CompareOptions co;
   co.owners = false;
   auto xdiffs = testing::CompareImageWithDirectory(*image, out, co);
-  EXPECT_TRUE(xdiffs.empty()) << Join(xdiffs);
+  EXPECT_TRUE(xdiffs.empty()) << testing::JoinLines(xdiffs);
 }
 
 // fsck.erofs accepts the bootstrap (metadata; the blob as extra device).
@@ -130,12 +113,12 @@ TEST_P(BuilderVariantTest, RichTreeRoundTrips) {
   ASSERT_EQ((*meta)->blobs().size(), 1u);
   if (v.inline_meta) {
     // The blob alone is a complete image too.
-    auto from_blob = OpenBuilt(r->blob_path, blobs);
+    auto from_blob = testing::OpenBuilt(r->blob_path, blobs);
     ASSERT_NE(from_blob, nullptr);
     auto report = fs::CheckImage(*from_blob, {});
     EXPECT_TRUE(report.ok()) << report.status();
     auto diffs = testing::CompareImageWithDirectory(*from_blob, src);
-    EXPECT_TRUE(diffs.empty()) << Join(diffs);
+    EXPECT_TRUE(diffs.empty()) << testing::JoinLines(diffs);
   }
 }
 
@@ -256,7 +239,7 @@ TEST(BuilderLayoutTest, PrefetchTableAndDataOrder) {
   const std::string first = "linked content\n";
   ASSERT_GE(blob.size(), first.size());
   EXPECT_EQ(std::string(blob.begin(), blob.begin() + first.size()), first);
-  auto image = OpenBuilt(boot, blobs);
+  auto image = testing::OpenBuilt(boot, blobs);
   ASSERT_NE(image, nullptr);
   EXPECT_TRUE(testing::CompareImageWithDirectory(*image, src).empty());
   ExpectFsckAccepts(boot, r->blob_path);
@@ -349,12 +332,12 @@ TEST(BuilderTest, HundredThousandEntryDirectory) {
   auto r = BuildFromDirectory(src, boot, blobs, {});
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->entries, 100002u);
-  auto image = OpenBuilt(boot, blobs);
+  auto image = testing::OpenBuilt(boot, blobs);
   ASSERT_NE(image, nullptr);
   testing::CompareOptions co;
   co.contents = false;
   auto diffs = testing::CompareImageWithDirectory(*image, src, co);
-  EXPECT_TRUE(diffs.empty()) << Join(diffs);
+  EXPECT_TRUE(diffs.empty()) << testing::JoinLines(diffs);
   ExpectFsckAccepts(boot, "");
 }
 
@@ -376,7 +359,7 @@ TEST(BuilderTest, FileAbove4GiBIsSparseAndReadable) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->file_bytes, size);
   EXPECT_LE(r->chunks_stored, 3u);  // zero chunk, last chunk
-  auto image = OpenBuilt(boot, blobs);
+  auto image = testing::OpenBuilt(boot, blobs);
   ASSERT_NE(image, nullptr);
   auto st = image->fs().Lookup(1, "huge");
   ASSERT_TRUE(st.ok()) << st.status();
@@ -450,7 +433,7 @@ TEST(BuilderKernelTest, AlignedUncompressedImageMountsAsErofs) {
   o.chunk_size = 64 * 1024;
   auto r = BuildFromDirectory(src, boot, blobs, o);
   ASSERT_TRUE(r.ok()) << r.status();
-  auto image = OpenBuilt(boot, blobs);
+  auto image = testing::OpenBuilt(boot, blobs);
   ASSERT_NE(image, nullptr);
   ASSERT_TRUE(testing::CompareImageWithDirectory(*image, src).empty());
   // fsck.erofs extracts the same tree from bootstrap + blob.
@@ -483,7 +466,7 @@ TEST(BuilderKernelTest, AlignedUncompressedImageMountsAsErofs) {
     FAIL() << "mount failed: " << out;
   }
   auto diffs = testing::CompareImageWithDirectory(*image, mnt);
-  EXPECT_TRUE(diffs.empty()) << Join(diffs);
+  EXPECT_TRUE(diffs.empty()) << testing::JoinLines(diffs);
 }
 
 TEST(Crc32cTest, KnownVectors) {

@@ -26,23 +26,6 @@ namespace {
 
 using testing::TempDir;
 
-std::unique_ptr<fs::Image> OpenBuilt(const std::string& boot, const std::string& blob_dir) {
-  auto meta = meta::OpenMetadataFile(boot);
-  EXPECT_TRUE(meta.ok()) << meta.status();
-  if (!meta.ok()) return nullptr;
-  auto backend = std::make_shared<storage::LocalFsBackend>(blob_dir);
-  auto image = fs::Image::Open(std::shared_ptr<meta::Metadata>(std::move(*meta)), backend);
-  EXPECT_TRUE(image.ok()) << image.status();
-  if (!image.ok()) return nullptr;
-  return std::move(*image);
-}
-
-std::string Join(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& x : v) s += x + "\n";
-  return s;
-}
-
 // One layer written twice: with OCI whiteouts (what layer tarballs carry,
 // built into RAFS) and with overlayfs whiteouts (what overlayfs reads).
 // `overlay` false writes overlayfs-style whiteouts into the OCI copy too.
@@ -179,7 +162,7 @@ TEST(MergeTest, OciAndOverlayWhiteoutsMatchOverlayfs) {
     // Layer 1's blob holds /only1/data (whited out), /usr/lib/z, ... : still
     // referenced; the blob order follows the merged tree.
     ASSERT_EQ(m->blob_ids.size(), 3u);
-    auto image = OpenBuilt(t.Sub("merged.boot"), blobs);
+    auto image = testing::OpenBuilt(t.Sub("merged.boot"), blobs);
     ASSERT_NE(image, nullptr);
     auto report = fs::CheckImage(*image, {});
     ASSERT_TRUE(report.ok()) << report.status();
@@ -196,7 +179,7 @@ TEST(MergeTest, OciAndOverlayWhiteoutsMatchOverlayfs) {
     co.dir_nlink = false;  // overlayfs reports 1 for merged directories
     auto diffs = testing::CompareImageWithDirectory(*image, mnt, co);
     testing::RunCommand("umount " + mnt);
-    EXPECT_TRUE(diffs.empty()) << Join(diffs);
+    EXPECT_TRUE(diffs.empty()) << testing::JoinLines(diffs);
 
     // The kernel EROFS driver mounts the merged bootstrap with the blobs as
     // devices in blob-table order, and shows the same tree.
@@ -223,7 +206,7 @@ TEST(MergeTest, OciAndOverlayWhiteoutsMatchOverlayfs) {
         << out;
     loops.mounted = emnt;
     auto ediffs = testing::CompareImageWithDirectory(*image, emnt);
-    EXPECT_TRUE(ediffs.empty()) << Join(ediffs);
+    EXPECT_TRUE(ediffs.empty()) << testing::JoinLines(ediffs);
   }
 }
 
@@ -250,7 +233,7 @@ TEST(MergeTest, WhitedOutBlobsLeaveTheBlobTable) {
   // Reproducible: merging again gives the same bytes.
   ASSERT_TRUE(MergeLayers(boots, t.Sub("merged2")).ok());
   EXPECT_TRUE(testing::ReadFileBytes(t.Sub("merged")) == testing::ReadFileBytes(t.Sub("merged2")));
-  auto image = OpenBuilt(t.Sub("merged"), blobs);
+  auto image = testing::OpenBuilt(t.Sub("merged"), blobs);
   ASSERT_NE(image, nullptr);
   EXPECT_FALSE(image->fs().Lookup(1, "gone").ok());
   EXPECT_FALSE(image->fs().Lookup(1, ".wh.nothing").ok());
@@ -309,12 +292,12 @@ TEST(ChunkDictTest, UpperLayerReusesLowerLayerChunks) {
   ASSERT_EQ((*meta)->blobs().size(), 2u);
   EXPECT_EQ((*meta)->blobs()[0].info.blob_id, a->blob_id);  // first used first
   EXPECT_EQ((*meta)->blobs()[1].info.blob_id, b->blob_id);
-  auto image = OpenBuilt(t.Sub("b.boot"), blobs);
+  auto image = testing::OpenBuilt(t.Sub("b.boot"), blobs);
   ASSERT_NE(image, nullptr);
   auto report = fs::CheckImage(*image, {});
   ASSERT_TRUE(report.ok()) << report.status();
   auto diffs = testing::CompareImageWithDirectory(*image, t.Sub("b"));
-  EXPECT_TRUE(diffs.empty()) << Join(diffs);
+  EXPECT_TRUE(diffs.empty()) << testing::JoinLines(diffs);
   if (testing::HaveCommand("fsck.erofs")) {
     std::string msg;
     EXPECT_EQ(testing::RunCommand("fsck.erofs --device=" + a->blob_path +

@@ -28,23 +28,6 @@ namespace {
 
 using testing::TempDir;
 
-std::unique_ptr<fs::Image> OpenBuilt(const std::string& boot, const std::string& blob_dir) {
-  auto meta = meta::OpenMetadataFile(boot);
-  EXPECT_TRUE(meta.ok()) << meta.status();
-  if (!meta.ok()) return nullptr;
-  auto backend = std::make_shared<storage::LocalFsBackend>(blob_dir);
-  auto image = fs::Image::Open(std::shared_ptr<meta::Metadata>(std::move(*meta)), backend);
-  EXPECT_TRUE(image.ok()) << image.status();
-  if (!image.ok()) return nullptr;
-  return std::move(*image);
-}
-
-std::string Join(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& x : v) s += x + "\n";
-  return s;
-}
-
 // ustar header + data padded to 512.
 std::string TarEntry(const std::string& name, char type, const std::string& data,
                      const std::string& link = "", uint64_t size_override = ~0ull) {
@@ -138,12 +121,12 @@ TEST(TarBuildTest, LayersFromGnuTarEqualTheSourceTree) {
     ASSERT_EQ(mkdir(out.c_str(), 0755), 0);
     auto r = BuildImage(layer, out + "/boot", out, {});
     ASSERT_TRUE(r.ok()) << r.status();
-    auto image = OpenBuilt(out + "/boot", out);
+    auto image = testing::OpenBuilt(out + "/boot", out);
     ASSERT_NE(image, nullptr);
     auto report = fs::CheckImage(*image, {});
     ASSERT_TRUE(report.ok()) << report.status();
     auto diffs = testing::CompareImageWithDirectory(*image, src);
-    EXPECT_TRUE(diffs.empty()) << Join(diffs);
+    EXPECT_TRUE(diffs.empty()) << testing::JoinLines(diffs);
     // The compression of the layer does not change the image, and building
     // again gives the same bytes.
     auto boot = testing::ReadFileBytes(out + "/boot");
@@ -176,7 +159,7 @@ TEST(TarBuildTest, UpstreamAllEntryTypeFixtureEqualsTarExtraction) {
   testing::SetMtime(x, 0, 0);
   auto r = BuildImage(fixture, t.Sub("boot"), t.path(), {});
   ASSERT_TRUE(r.ok()) << r.status();
-  auto image = OpenBuilt(t.Sub("boot"), t.path());
+  auto image = testing::OpenBuilt(t.Sub("boot"), t.path());
   ASSERT_NE(image, nullptr);
   testing::CompareOptions co;
   co.owners = testing::IsRoot();
@@ -184,7 +167,7 @@ TEST(TarBuildTest, UpstreamAllEntryTypeFixtureEqualsTarExtraction) {
   // The archive gives the symlink mode 0755; Linux symlinks are always 0777
   // once extracted, the image keeps the archive's bits.
   std::erase(diffs, "/tar/dir2/symlink1.txt: mode is 41453, expected 41471");
-  EXPECT_TRUE(diffs.empty()) << Join(diffs);
+  EXPECT_TRUE(diffs.empty()) << testing::JoinLines(diffs);
   auto report = fs::CheckImage(*image, {});
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(report->hardlinks, 3u);
@@ -195,7 +178,7 @@ TEST(TarHostileTest, AbsolutePathsAreRelativeToTheRoot) {
   auto r = b.Build(
       b.Layer(TarEntry("/etc/passwd", '0', "abs") + TarEntry("./x", '0', "dot") + TarEnd()));
   ASSERT_TRUE(r.ok()) << r.status();
-  auto image = OpenBuilt(b.boot(), b.blobs());
+  auto image = testing::OpenBuilt(b.boot(), b.blobs());
   ASSERT_NE(image, nullptr);
   auto etc = image->fs().Lookup(1, "etc");
   ASSERT_TRUE(etc.ok());
@@ -235,7 +218,7 @@ TEST(TarHostileTest, DuplicatesLastOneWins) {
                            TarEntry("d", '5', "") + TarEntry("d2/g", '0', "g") +
                            TarEntry("d2", '0', "now a file") + TarEnd()));
   ASSERT_TRUE(r.ok()) << r.status();
-  auto image = OpenBuilt(b.boot(), b.blobs());
+  auto image = testing::OpenBuilt(b.boot(), b.blobs());
   ASSERT_NE(image, nullptr);
   auto f = image->fs().Lookup(1, "f");
   ASSERT_TRUE(f.ok());
@@ -294,7 +277,7 @@ TEST(TarHostileTest, NonUtf8NamesAreKeptByteForByte) {
   const std::string name = "bad\xff\xfename";
   auto r = b.Build(b.Layer(TarEntry(name, '0', "x") + TarEnd()));
   ASSERT_TRUE(r.ok()) << r.status();
-  auto image = OpenBuilt(b.boot(), b.blobs());
+  auto image = testing::OpenBuilt(b.boot(), b.blobs());
   ASSERT_NE(image, nullptr);
   EXPECT_TRUE(image->fs().Lookup(1, name).ok());
 }
@@ -361,7 +344,7 @@ TEST(TarHostileTest, OverlongNamesTargetsAndForeignXattrsAreErrors) {
                              TarEntry("l", '2', "", std::string(100, 't')) +
                              Pax("SCHILY.xattr.user.k", "v") + TarEntry("u", '0', "") + TarEnd()));
     ASSERT_TRUE(r.ok()) << r.status();
-    auto image = OpenBuilt(b.boot(), b.blobs());
+    auto image = testing::OpenBuilt(b.boot(), b.blobs());
     ASSERT_NE(image, nullptr);
     EXPECT_TRUE(image->fs().Lookup(1, std::string(255, 'n')).ok());
     auto l = image->fs().Lookup(1, "l");

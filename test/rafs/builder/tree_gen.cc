@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "rafs/meta/metadata.h"
 #include "test/support/test_util.h"
 
 namespace rfs::testing {
@@ -202,6 +203,24 @@ void MakeRandomTree(const std::string& dir, uint64_t seed, int entries) {
     SetMtime(dirs[i], static_cast<int64_t>(rng() % 2000000000), rng() % 1000000000);
   }
   SetMtime(dir, 0, 0);
+}
+
+std::unique_ptr<rafs::fs::Image> OpenBuilt(const std::string& boot, const std::string& blob_dir) {
+  auto meta = rafs::meta::OpenMetadataFile(boot);
+  EXPECT_TRUE(meta.ok()) << meta.status();
+  if (!meta.ok()) return nullptr;
+  auto backend = std::make_shared<storage::LocalFsBackend>(blob_dir);
+  auto image =
+      rafs::fs::Image::Open(std::shared_ptr<rafs::meta::Metadata>(std::move(*meta)), backend);
+  EXPECT_TRUE(image.ok()) << image.status();
+  if (!image.ok()) return nullptr;
+  return std::move(*image);
+}
+
+std::string JoinLines(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += x + "\n";
+  return s;
 }
 
 }  // namespace rfs::testing

@@ -6,6 +6,11 @@
 #include <cstdint>
 #include <string>
 
+#include <memory>
+#include <vector>
+
+#include "rafs/fs/image.h"
+
 namespace rfs::testing {
 
 // Writes a tree with regular/empty/multi-chunk/sparse files, duplicate
@@ -23,5 +28,12 @@ void MakeRandomTree(const std::string& dir, uint64_t seed, int entries);
 
 // Sets mtime of `path` (no symlink follow) to sec.nsec.
 void SetMtime(const std::string& path, int64_t sec, long nsec);
+
+// Opens a built image (bootstrap + blob directory) for reading; records a
+// test failure and returns null when it does not open.
+std::unique_ptr<rafs::fs::Image> OpenBuilt(const std::string& boot, const std::string& blob_dir);
+
+// One line per item, for readable failure output.
+std::string JoinLines(const std::vector<std::string>& v);
 
 }  // namespace rfs::testing
