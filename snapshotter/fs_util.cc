@@ -151,4 +151,11 @@ Status RemoveTree(const std::string& path) {
   return Status::Ok();
 }
 
+Result<std::vector<std::string>> ListDirectory(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return ErrnoToStatus(errno, "opendir " + path);
+  UniqueFd dir(fd);
+  return ListNames(dir.get(), path);
+}
+
 }  // namespace rfs::snapshotter

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "snapshotter/snapshot.h"
@@ -22,5 +23,8 @@ base::Result<Usage> DiskUsage(const std::string& path);
 // point) below `path` is not entered: FailedPrecondition, and that subtree is
 // kept. A missing `path` is OK.
 base::Status RemoveTree(const std::string& path);
+
+// Names in directory `path`, without "." and "..".
+base::Result<std::vector<std::string>> ListDirectory(const std::string& path);
 
 }  // namespace rfs::snapshotter

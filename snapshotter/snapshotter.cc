@@ -63,22 +63,6 @@ Status CheckKeyArgs(const std::string& key, const std::string& parent, const Lab
   return ValidateLabels(labels);
 }
 
-Result<std::vector<std::string>> ListDir(const std::string& path) {
-  DIR* d = ::opendir(path.c_str());
-  if (d == nullptr) return ErrnoToStatus(errno, "opendir " + path);
-  std::vector<std::string> names;
-  errno = 0;
-  while (struct dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") names.push_back(std::move(n));
-    errno = 0;
-  }
-  int err = errno;
-  ::closedir(d);
-  if (err != 0) return ErrnoToStatus(err, "readdir " + path);
-  return names;
-}
-
 // A live snapshot directory is named by the decimal id, nothing else.
 bool ParseId(const std::string& name, int64_t* id) {
   if (name.empty() || name.size() > 18 || name[0] == '0') return false;
@@ -332,7 +316,7 @@ Result<std::vector<std::string>> Snapshotter::ClaimOrphans() {
   MutexLock lock(&mu_);
   if (store_ == nullptr) return base::UnavailableError("snapshotter is closed");
   ASSIGN_OR_RETURN(std::set<int64_t> live, store_->Ids());
-  ASSIGN_OR_RETURN(std::vector<std::string> names, ListDir(dir));
+  ASSIGN_OR_RETURN(std::vector<std::string> names, ListDirectory(dir));
   std::vector<std::string> claimed;
   for (const std::string& n : names) {
     int64_t id;
