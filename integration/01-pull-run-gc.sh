@@ -19,7 +19,13 @@ ctr_ images pull --plain-http --snapshotter nydus "$IMAGE" >/dev/null
 read -r a v c <<<"$(sn_counts)"
 [ "$c" = 2 ] || fail "expected 2 committed layers after pull, got $a/$v/$c"
 [ "$a" = 0 ] || fail "active snapshots left after pull: $a"
-ctr_ snapshots --snapshotter nydus ls | grep -q Committed || fail "ctr sees no committed snapshot"
+# Capture first: with pipefail, `ctr ... | grep -q` can fail on SIGPIPE when
+# grep exits before ctr finishes writing. A loaded machine gets a few tries.
+for try in 1 2 3 4 5; do
+  listing=$(ctr_ snapshots --snapshotter nydus ls 2>&1) && grep -q Committed <<<"$listing" && break
+  [ "$try" = 5 ] && fail "ctr sees no committed snapshot: $listing"
+  sleep 1
+done
 
 log "run a container"
 out=$(ctr_ run --snapshotter nydus --rm "$IMAGE" rfs-it-c1 /bin/sh -c \
@@ -48,7 +54,8 @@ for attempt in 1 2 3 4 5; do
   [ "$attempt" != 5 ] || fail "could not keep a view alive"
 done
 wait_for "a view and two layers" counts_are "0 1 2"
-ctr_ snapshots --snapshotter nydus usage "$top" | tail -1 | grep -q . || fail "usage failed"
+usage_out=$(ctr_ snapshots --snapshotter nydus usage "$top") || fail "usage failed"
+[ -n "$(tail -1 <<<"$usage_out")" ] || fail "usage printed nothing"
 check_consistent
 ctr_ snapshots --snapshotter nydus rm rfs-it-view
 wait_for "GC to remove the view" counts_are "0 0 2"
