@@ -1,11 +1,13 @@
 #include "storage/blob_cache.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 namespace rfs::storage {
 
@@ -53,19 +55,74 @@ BlobCache::BlobCache(std::string dir, std::string blob_id, uint32_t chunk_count,
 
 BlobCache::~BlobCache() { (void)Flush(); }
 
+Result<base::UniqueFd> BlobCache::LockMapFile(const std::string& path, MapLock mode, bool create,
+                                              bool writable) {
+  const int flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | (create ? O_CREAT : 0);
+  const int op = mode == MapLock::kShared ? LOCK_SH : (LOCK_EX | LOCK_NB);
+  // Each retry means a deleter unlinked the file we had opened; deleters
+  // hold the lock only for two unlinks, so this ends quickly.
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    base::UniqueFd fd(::open(path.c_str(), flags, 0600));
+    if (!fd.valid()) {
+      if (errno == ENOENT && !create) return base::NotFoundError("chunk map ", path, " not found");
+      return ErrnoToStatus(errno, "open chunk map " + path);
+    }
+    int r;
+    do {
+      r = ::flock(fd.get(), op);
+    } while (r != 0 && errno == EINTR);
+    if (r != 0) {
+      if (errno == EWOULDBLOCK) {
+        return base::UnavailableError("chunk map ", path, " is in use (locked by another user)");
+      }
+      return ErrnoToStatus(errno, "lock chunk map " + path);
+    }
+    struct stat held, now;
+    if (::fstat(fd.get(), &held) != 0) return ErrnoToStatus(errno, "stat chunk map " + path);
+    if (::stat(path.c_str(), &now) == 0 && now.st_dev == held.st_dev &&
+        now.st_ino == held.st_ino) {
+      return Result<base::UniqueFd>(std::move(fd));
+    }
+    if (!create) return base::NotFoundError("chunk map ", path, " was removed");
+  }
+  return base::AbortedError("chunk map ", path, " keeps being replaced while locking it");
+}
+
+BlobCache::MapContents BlobCache::ReadMap(int map_fd) {
+  MapContents m;
+  uint8_t header[kMapHeader];
+  if (::pread(map_fd, header, sizeof(header), 0) != static_cast<ssize_t>(sizeof(header)) ||
+      std::memcmp(header, kMapMagic, 8) != 0) {
+    return m;
+  }
+  const uint32_t count = base::LoadLe32(header + 8);
+  if (count == 0) return m;
+  std::vector<uint8_t> bits((uint64_t{count} + 7) / 8);
+  // A short bitmap is corrupt: BlobCache would reset it.
+  if (::pread(map_fd, bits.data(), bits.size(), kMapHeader) != static_cast<ssize_t>(bits.size())) {
+    return m;
+  }
+  if (count % 8 != 0) bits.back() &= static_cast<uint8_t>((1u << (count % 8)) - 1);
+  m.valid = true;
+  m.chunk_count = count;
+  for (uint8_t b : bits) m.ready_count += static_cast<uint32_t>(__builtin_popcount(b));
+  m.bits = std::move(bits);
+  return m;
+}
+
 Result<std::unique_ptr<BlobCache>> BlobCache::Open(const std::string& dir, const BlobInfo& blob) {
   if (blob.chunk_count == 0) {
     return base::InvalidArgumentError("blob ", blob.blob_id, " has no chunk count to cache by");
   }
+  // The map first, locked, then the data file (see the header comment).
+  const std::string map_path = MapPath(dir, blob.blob_id);
+  ASSIGN_OR_RETURN(base::UniqueFd map,
+                   LockMapFile(map_path, MapLock::kShared, /*create=*/true, /*writable=*/true));
   const std::string data_path = DataPath(dir, blob.blob_id);
   int dfd = ::open(data_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (dfd < 0) return ErrnoToStatus(errno, "open cache file " + data_path);
-  base::UniqueFd data(dfd);
-  const std::string map_path = MapPath(dir, blob.blob_id);
-  int mfd = ::open(map_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (mfd < 0) return ErrnoToStatus(errno, "open chunk map " + map_path);
-  std::unique_ptr<BlobCache> c(
-      new BlobCache(dir, blob.blob_id, blob.chunk_count, std::move(data), base::UniqueFd(mfd)));
+  std::unique_ptr<BlobCache> c(new BlobCache(dir, blob.blob_id, blob.chunk_count,
+                                             base::UniqueFd(dfd), std::move(map)));
   RETURN_IF_ERROR(c->LoadOrResetMap());
   return c;
 }

@@ -11,6 +11,14 @@
 // data is not on disk; it can only forget chunks fetched since the last
 // flush, which are fetched again.
 //
+// Sharing with cache maintenance (CacheManager, `rafs cache gc`): an open
+// BlobCache holds flock(LOCK_SH) on its chunk map for as long as it lives.
+// Whoever deletes a blob's files takes LOCK_EX | LOCK_NB on the map first,
+// skips the blob when that fails, and deletes the map before the data file.
+// Opening locks the map before it opens the data file and retries if the
+// map it locked was unlinked meanwhile, so a blob being deleted is either
+// left alone or recreated empty, never used half-deleted.
+//
 // Fetch protocol, safe for many threads: Claim a chunk; exactly one caller
 // gets kClaimed and must end with MarkReady or Abort; others get kBusy and
 // Wait for that outcome; kReady means the data is in the cache file.
@@ -82,6 +90,34 @@ class BlobCache {
 
   static std::string DataPath(const std::string& dir, const std::string& blob_id);
   static std::string MapPath(const std::string& dir, const std::string& blob_id);
+  // File name suffixes of the two files (after the blob id).
+  static constexpr char kDataSuffix[] = ".blob.data";
+  static constexpr char kMapSuffix[] = ".blob.data.chunk_map";
+
+  // What a chunk map file says, for tools that inspect a cache without
+  // opening it. `valid` is false for a file too short or with a bad magic;
+  // then the counts are 0.
+  struct MapContents {
+    bool valid = false;
+    uint32_t chunk_count = 0;
+    uint32_t ready_count = 0;
+    std::vector<uint8_t> bits;  // bit i of byte i/8: chunk i is ready
+    bool IsReady(uint32_t index) const {
+      return index < chunk_count && (bits[index / 8] & (1u << (index % 8)));
+    }
+  };
+  // Reads an open map file. Never fails: unreadable or corrupt is !valid.
+  static MapContents ReadMap(int map_fd);
+
+  // Opens the map file at `path` and locks it (see the file comment).
+  // kShared waits for the lock; kExclusive does not wait and returns
+  // kUnavailable while anyone else holds it. Either way the fd returned is
+  // the file at `path` when the lock was granted. With `create` a missing
+  // file is created (empty), otherwise it is kNotFound. `writable` opens
+  // read-write (else read-only, which suffices for locking).
+  enum class MapLock { kShared, kExclusive };
+  static base::Result<base::UniqueFd> LockMapFile(const std::string& path, MapLock mode,
+                                                  bool create, bool writable);
 
  private:
   BlobCache(std::string dir, std::string blob_id, uint32_t chunk_count, base::UniqueFd data,

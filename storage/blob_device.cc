@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -22,7 +23,9 @@ using base::Status;
 struct BlobDevice::Blob {
   const BlobInfo* info = nullptr;
   std::unique_ptr<BlobReader> reader;
+  CacheManager::Lease lease;  // held while the cache is open (declared before it)
   std::unique_ptr<BlobCache> cache;  // null when the blob cannot be cached
+  std::atomic<bool> used{false};     // read since the flusher last looked
   // Digest each cached chunk was last verified against in this process.
   // Cached chunks are verified once per process and whenever a plan expects
   // a different digest for the same chunk index, so bytes cached for one
@@ -78,6 +81,37 @@ BlobDevice::~BlobDevice() {
     flusher_.join();
   }
   (void)Flush();
+  if (cache_manager_ != nullptr) {
+    MaintainCache(/*force=*/false);
+    // Our blobs are no longer in use: the cap now applies to them too.
+    std::vector<std::unique_ptr<Blob>> closing;
+    {
+      MutexLock lock(&mu_);
+      closing.swap(open_);
+    }
+    closing.clear();
+    Status s = cache_manager_->MaybeEnforceCap(/*force=*/true);
+    if (!s.ok()) {
+      RFS_LOG(kWarning) << "chunk cache size cap: " << s;
+    }
+  }
+}
+
+void BlobDevice::MaintainCache(bool force) {
+  std::vector<std::string> used;
+  {
+    MutexLock lock(&mu_);
+    for (const auto& b : open_) {
+      if (b != nullptr && b->cache != nullptr && b->used.exchange(false)) {
+        used.push_back(b->info->blob_id);
+      }
+    }
+  }
+  for (const std::string& id : used) cache_manager_->Touch(id);
+  Status s = cache_manager_->MaybeEnforceCap(force);
+  if (!s.ok()) {
+    RFS_LOG(kWarning) << "chunk cache size cap: " << s;
+  }
 }
 
 void BlobDevice::FlushLoop() {
@@ -90,19 +124,42 @@ void BlobDevice::FlushLoop() {
     if (!s.ok()) {
       RFS_LOG(kWarning) << "chunk cache flush failed: " << s;
     }
+    if (cache_manager_ != nullptr) MaintainCache(/*force=*/false);
   }
 }
 
 Result<std::unique_ptr<BlobDevice>> BlobDevice::Create(std::shared_ptr<BlobBackend> backend,
                                                        std::vector<BlobInfo> blobs,
                                                        DeviceOptions options) {
+  std::shared_ptr<CacheManager> manager = options.cache_manager;
+  if (manager != nullptr) {
+    if (options.cache_dir.empty()) options.cache_dir = manager->dir();
+    if (options.cache_dir != manager->dir()) {
+      return base::InvalidArgumentError("cache dir ", options.cache_dir,
+                                        " is not the directory of the cache manager given (",
+                                        manager->dir(), ")");
+    }
+    if (options.cache_max_bytes != 0) {
+      return base::InvalidArgumentError(
+          "cache_max_bytes is the cap of the manager the device makes; with a cache manager "
+          "given, set its max_bytes instead");
+    }
+  }
   struct stat st;
   if (!options.cache_dir.empty() &&
       (::stat(options.cache_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))) {
     return base::InvalidArgumentError("cache dir ", options.cache_dir, " is not a directory");
   }
+  if (!options.cache_dir.empty() && manager == nullptr) {
+    CacheManagerOptions mo;
+    mo.dir = options.cache_dir;
+    mo.max_bytes = options.cache_max_bytes;
+    mo.metrics = options.metrics;
+    ASSIGN_OR_RETURN(manager, CacheManager::Open(std::move(mo)));
+  }
   std::unique_ptr<BlobDevice> d(
       new BlobDevice(std::move(backend), std::move(blobs), std::move(options)));
+  d->cache_manager_ = std::move(manager);
   {
     MutexLock lock(&d->mu_);
     d->open_.resize(d->blobs_.size());
@@ -125,6 +182,7 @@ Result<BlobDevice::Blob*> BlobDevice::BlobFor(uint32_t blob_index) {
   b->info = &blobs_[blob_index];
   ASSIGN_OR_RETURN(b->reader, backend_->Open(b->info->blob_id));
   if (!options_.cache_dir.empty() && b->info->chunk_count > 0 && IsSafeBlobId(b->info->blob_id)) {
+    b->lease = cache_manager_->Acquire(b->info->blob_id);
     ASSIGN_OR_RETURN(b->cache, BlobCache::Open(options_.cache_dir, *b->info));
   }
   open_[blob_index] = std::move(b);
@@ -182,6 +240,7 @@ Status BlobDevice::FetchRun(Blob* blob, const std::vector<ChunkInfo>& run, const
     if (s.ok()) s = blob->cache->MarkReady(c.index, c.uncompressed_offset, out);
     if (s.ok()) {
       m_.chunks_fetched[src]->Increment();
+      cache_manager_->NoteAdded(c.uncompressed_size);
       MutexLock lock(&blob->mu);
       blob->verified[c.index] = c.digest;
     } else {
@@ -195,6 +254,7 @@ Status BlobDevice::FetchRun(Blob* blob, const std::vector<ChunkInfo>& run, const
 
 Status BlobDevice::EnsureCached(Blob* blob, std::vector<ChunkInfo> chunks, const IoContext& ctx,
                                 int depth) {
+  if (!blob->used.load(std::memory_order_relaxed)) blob->used.store(true, std::memory_order_relaxed);
   std::sort(chunks.begin(), chunks.end(), [](const ChunkInfo& a, const ChunkInfo& b) {
     return a.compressed_offset != b.compressed_offset ? a.compressed_offset < b.compressed_offset
                                                       : a.index < b.index;

@@ -12,6 +12,11 @@
 // reported as kDataLoss; it is never cached and never returned. Chunks of
 // blobs without a chunk count (plain EROFS devices), and every chunk when no
 // cache directory is configured, are read and verified on each use.
+//
+// The blobs a device has opened are in use for its CacheManager (see
+// cache_manager.h) until it is destroyed: never evicted or collected. The
+// background flusher also records their use and enforces the cache's size
+// cap; the read path only sets a flag.
 // Thread-safe.
 #pragma once
 
@@ -27,6 +32,7 @@
 #include "base/status.h"
 #include "storage/blob_cache.h"
 #include "storage/blob_reader.h"
+#include "storage/cache_manager.h"
 #include "storage/chunk.h"
 
 namespace rfs::storage {
@@ -42,6 +48,13 @@ struct DeviceOptions {
   // How often ready marks are made durable in the background (they are
   // also flushed at shutdown). Syncing never happens on the read path.
   std::chrono::milliseconds flush_interval{1000};
+  // Maintenance of the cache directory, normally one manager per directory
+  // shared by the devices of a process. An empty cache_dir takes the
+  // manager's; another one is an error. Without a manager the device makes
+  // its own, capped at cache_max_bytes (0 = unlimited; with a manager given,
+  // the manager's cap applies and this must stay 0).
+  std::shared_ptr<CacheManager> cache_manager;
+  uint64_t cache_max_bytes = 0;
   base::MetricsRegistry* metrics = &base::MetricsRegistry::Global();
 };
 
@@ -100,10 +113,14 @@ class BlobDevice {
   static bool Cacheable(const Blob& blob, const ChunkInfo& c);
 
   void FlushLoop();
+  // Records the use of blobs read since the last call and enforces the
+  // cache's size cap when due (`force`: whenever anything was added).
+  void MaintainCache(bool force);
 
   std::shared_ptr<BlobBackend> backend_;
   std::vector<BlobInfo> blobs_;
   DeviceOptions options_;
+  std::shared_ptr<CacheManager> cache_manager_;  // null without a cache dir
   base::Mutex flusher_mu_;
   base::CondVar flusher_cv_;
   bool stopping_ GUARDED_BY(flusher_mu_) = false;
