@@ -96,8 +96,14 @@ BlobCache::MapContents BlobCache::ReadMap(int map_fd) {
     return m;
   }
   const uint32_t count = base::LoadLe32(header + 8);
-  if (count == 0) return m;
-  std::vector<uint8_t> bits((uint64_t{count} + 7) / 8);
+  const uint64_t bytes = (uint64_t{count} + 7) / 8;
+  struct stat st;
+  // Sized from the file before allocating: the count is untrusted.
+  if (count == 0 || ::fstat(map_fd, &st) != 0 ||
+      static_cast<uint64_t>(st.st_size) < kMapHeader + bytes) {
+    return m;
+  }
+  std::vector<uint8_t> bits(bytes);
   // A short bitmap is corrupt: BlobCache would reset it.
   if (::pread(map_fd, bits.data(), bits.size(), kMapHeader) != static_cast<ssize_t>(bits.size())) {
     return m;

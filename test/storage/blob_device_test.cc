@@ -10,57 +10,13 @@
 #include <thread>
 
 #include "storage/codec.h"
+#include "test/storage/test_blob.h"
 #include "test/support/test_util.h"
 
 namespace rfs::storage {
 namespace {
 
 using base::StatusCode;
-
-// A blob of `n` chunks of `size` bytes each (last one shorter), zstd
-// compressed where that helps, with digests.
-struct TestBlob {
-  BlobInfo info;
-  std::vector<uint8_t> bytes;
-  std::vector<ChunkInfo> chunks;
-  std::vector<std::vector<uint8_t>> plain;
-};
-
-TestBlob MakeBlob(int n, uint32_t size, uint32_t seed) {
-  TestBlob b;
-  b.info.blob_id = "blob" + std::to_string(seed);
-  b.info.compressor = Compressor::kZstd;
-  b.info.digester = base::DigestAlgo::kBlake3;
-  b.info.chunk_size = size;
-  b.info.chunk_count = static_cast<uint32_t>(n);
-  std::mt19937 rng(seed);
-  uint64_t uoff = 0;
-  for (int i = 0; i < n; ++i) {
-    std::vector<uint8_t> data(i == n - 1 ? size / 3 : size);
-    // Half random, half compressible.
-    for (size_t k = 0; k < data.size(); ++k) {
-      data[k] = k < data.size() / 2 ? static_cast<uint8_t>(rng()) : static_cast<uint8_t>(k % 7);
-    }
-    auto packed = *Compress(Compressor::kZstd, data);
-    ChunkInfo c;
-    c.index = static_cast<uint32_t>(i);
-    c.compressed_offset = b.bytes.size();
-    c.uncompressed_offset = uoff;
-    c.uncompressed_size = static_cast<uint32_t>(data.size());
-    c.compressed = packed.size() < data.size();
-    const auto& stored = c.compressed ? packed : data;
-    c.compressed_size = static_cast<uint32_t>(stored.size());
-    c.has_digest = true;
-    c.digest = base::ComputeDigest(b.info.digester, data);
-    b.bytes.insert(b.bytes.end(), stored.begin(), stored.end());
-    uoff += base::AlignUp(data.size(), 4096);
-    b.chunks.push_back(c);
-    b.plain.push_back(std::move(data));
-  }
-  b.info.uncompressed_size = uoff;
-  b.info.compressed_size = b.bytes.size();
-  return b;
-}
 
 // Backend over one in-memory blob that counts requests per offset and can
 // inject faults.
@@ -104,25 +60,6 @@ class FakeBackend final : public BlobBackend {
   };
   TestBlob* blob_;
 };
-
-ChunkIoVec PlanFor(const TestBlob& b, std::vector<int> which) {
-  ChunkIoVec iov;
-  for (int i : which) {
-    IoSegment s;
-    s.kind = IoSegment::Kind::kChunk;
-    s.chunk = b.chunks[i];
-    s.length = b.chunks[i].uncompressed_size;
-    iov.segments.push_back(s);
-    iov.total += s.length;
-  }
-  return iov;
-}
-
-std::vector<uint8_t> Concat(const TestBlob& b, std::vector<int> which) {
-  std::vector<uint8_t> out;
-  for (int i : which) out.insert(out.end(), b.plain[i].begin(), b.plain[i].end());
-  return out;
-}
 
 struct Fixture {
   explicit Fixture(int chunks = 8, uint32_t size = 64 << 10, DeviceOptions o = {})
