@@ -26,6 +26,7 @@
 #include "rafs/meta/metadata.h"
 #include "rafs/meta/walk.h"
 #include "test/rafs/builder/tree_gen.h"
+#include "test/support/kernel_mount.h"
 #include "test/support/test_util.h"
 #include "test/support/tree_compare.h"
 
@@ -388,34 +389,6 @@ TEST(BuilderTest, ErrorsNameTheProblem) {
   EXPECT_NE(bad.status().message().find("12345"), std::string::npos);
 }
 
-// Undoes loop devices and a mount however the test ends.
-class KernelMount {
- public:
-  ~KernelMount() {
-    if (!mnt_.empty()) testing::RunCommand("umount " + mnt_ + " 2>/dev/null");
-    for (const auto& l : loops_) testing::RunCommand("losetup -d " + l + " 2>/dev/null");
-  }
-  bool Loop(const std::string& file, std::string* dev) {
-    std::string out;
-    if (testing::RunCommand("losetup -f --show " + file + " 2>/dev/null", &out) != 0) return false;
-    while (!out.empty() && out.back() == '\n') out.pop_back();
-    loops_.push_back(out);
-    *dev = out;
-    return true;
-  }
-  int Mount(const std::string& boot_dev, const std::string& blob_dev, const std::string& mnt,
-            std::string* out) {
-    int rc = testing::RunCommand(
-        "mount -t erofs -o ro,device=" + blob_dev + " " + boot_dev + " " + mnt + " 2>&1", out);
-    if (rc == 0) mnt_ = mnt;
-    return rc;
-  }
-
- private:
-  std::vector<std::string> loops_;
-  std::string mnt_;
-};
-
 TEST(BuilderKernelTest, AlignedUncompressedImageMountsAsErofs) {
   if (!testing::IsRoot()) GTEST_SKIP() << "needs root for loop devices and mount";
   if (!testing::HaveCommand("losetup")) GTEST_SKIP() << "losetup not installed";
@@ -454,7 +427,7 @@ TEST(BuilderKernelTest, AlignedUncompressedImageMountsAsErofs) {
         0)
         << diff;
   }
-  KernelMount km;
+  testing::KernelErofsMount km;
   std::string boot_dev, blob_dev, out;
   if (!km.Loop(boot, &boot_dev) || !km.Loop(r->blob_path, &blob_dev)) {
     GTEST_SKIP() << "no loop devices available";
