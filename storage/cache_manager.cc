@@ -289,28 +289,29 @@ Result<CacheRemoval> CacheManager::EnforceCap(bool dry_run) {
 }
 
 Result<CacheRemoval> CacheManager::EnforceCap(uint64_t max_bytes, bool dry_run) {
-  MutexLock serial(&enforce_mu_);
-  return EnforceCapLocked(max_bytes, dry_run);
-}
-
-Result<CacheRemoval> CacheManager::EnforceCapLocked(uint64_t max_bytes, bool dry_run) {
-  ASSIGN_OR_RETURN(Scan scan, ScanDir());
-  CacheRemoval out;
-  uint64_t total = scan.total_bytes;
-  if (!dry_run) bytes_gauge_->Set(static_cast<int64_t>(total));
-  if (max_bytes == 0 || total <= max_bytes) {
+  if (max_bytes == 0) {
+    ASSIGN_OR_RETURN(uint64_t total, TotalBytes());
+    CacheRemoval out;
     out.bytes_after = total;
     return out;
   }
-  std::vector<CacheEntry*> order;
-  for (CacheEntry& e : scan.blobs) order.push_back(&e);
-  std::stable_sort(order.begin(), order.end(), [](const CacheEntry* a, const CacheEntry* b) {
+  GcOptions o;
+  o.max_bytes = max_bytes;
+  o.dry_run = dry_run;
+  MutexLock serial(&enforce_mu_);
+  return Collect(o, /*garbage=*/false);
+}
+
+void CacheManager::EvictLru(std::vector<const CacheEntry*> blobs, uint64_t max_bytes,
+                            bool dry_run, uint64_t* total, CacheRemoval* out) {
+  if (*total <= max_bytes) return;
+  std::stable_sort(blobs.begin(), blobs.end(), [](const CacheEntry* a, const CacheEntry* b) {
     return a->last_used < b->last_used;
   });
-  for (CacheEntry* e : order) {
-    if (total <= max_bytes) break;
+  for (const CacheEntry* e : blobs) {
+    if (*total <= max_bytes) break;
     if (HeldHere(e->blob_id)) {
-      out.skipped_in_use.push_back(e->blob_id);
+      out->skipped_in_use.push_back(e->blob_id);
       continue;
     }
     Result<bool> removed = RemoveBlob(e->blob_id, dry_run);
@@ -319,12 +320,12 @@ Result<CacheRemoval> CacheManager::EnforceCapLocked(uint64_t max_bytes, bool dry
       continue;
     }
     if (!*removed) {
-      out.skipped_in_use.push_back(e->blob_id);
+      out->skipped_in_use.push_back(e->blob_id);
       continue;
     }
-    out.removed.push_back({e->blob_id, e->bytes(), "lru"});
-    out.bytes_freed += e->bytes();
-    total -= e->bytes();
+    out->removed.push_back({e->blob_id, e->bytes(), "lru"});
+    out->bytes_freed += e->bytes();
+    *total -= e->bytes();
     if (!dry_run) {
       evictions_->Increment();
       evicted_bytes_->Increment(e->bytes());
@@ -332,13 +333,10 @@ Result<CacheRemoval> CacheManager::EnforceCapLocked(uint64_t max_bytes, bool dry
                      << " bytes) to stay under " << max_bytes << " bytes";
     }
   }
-  out.bytes_after = total;
-  if (!dry_run) bytes_gauge_->Set(static_cast<int64_t>(total));
-  if (total > max_bytes && !dry_run) {
-    RFS_LOG(kWarning) << "chunk cache " << options_.dir << ": " << total
+  if (*total > max_bytes && !dry_run) {
+    RFS_LOG(kWarning) << "chunk cache " << options_.dir << ": " << *total
                       << " bytes in use exceed the cap of " << max_bytes << " bytes";
   }
-  return out;
 }
 
 Status CacheManager::MaybeEnforceCap(bool force) {
@@ -352,7 +350,14 @@ Status CacheManager::MaybeEnforceCap(bool force) {
   }
   added_since_check_.fetch_sub(added, std::memory_order_relaxed);
   last_check_ = now;
-  return EnforceCapLocked(options_.max_bytes, /*dry_run=*/false).status();
+  ASSIGN_OR_RETURN(Scan scan, ScanDir());
+  uint64_t total = scan.total_bytes;
+  std::vector<const CacheEntry*> blobs;
+  for (const CacheEntry& e : scan.blobs) blobs.push_back(&e);
+  CacheRemoval ignored;
+  EvictLru(std::move(blobs), options_.max_bytes, /*dry_run=*/false, &total, &ignored);
+  bytes_gauge_->Set(static_cast<int64_t>(total));
+  return Status::Ok();
 }
 
 Result<CacheRemoval> CacheManager::Gc(const std::set<std::string>& referenced_blob_ids) {
@@ -363,6 +368,10 @@ Result<CacheRemoval> CacheManager::Gc(const std::set<std::string>& referenced_bl
 
 Result<CacheRemoval> CacheManager::Gc(const GcOptions& options) {
   MutexLock serial(&enforce_mu_);
+  return Collect(options, /*garbage=*/true);
+}
+
+Result<CacheRemoval> CacheManager::Collect(const GcOptions& options, bool garbage) {
   ASSIGN_OR_RETURN(Scan scan, ScanDir());
   CacheRemoval out;
   const auto now = system_clock::now();
@@ -370,7 +379,9 @@ Result<CacheRemoval> CacheManager::Gc(const GcOptions& options) {
     return now - mtime >= options_.stray_grace;
   };
   uint64_t total = scan.total_bytes;
+  std::set<std::string> gone;
   for (const CacheEntry& e : scan.blobs) {
+    if (!garbage) break;
     std::string reason;
     const bool old = old_enough(scan.file_mtime[e.blob_id]);
     if (!e.has_data || !e.has_map) {
@@ -396,9 +407,17 @@ Result<CacheRemoval> CacheManager::Gc(const GcOptions& options) {
     out.removed.push_back({e.blob_id, e.bytes(), reason});
     out.bytes_freed += e.bytes();
     total -= e.bytes();
+    gone.insert(e.blob_id);
+  }
+  if (options.max_bytes.has_value()) {
+    std::vector<const CacheEntry*> left;
+    for (const CacheEntry& e : scan.blobs) {
+      if (gone.count(e.blob_id) == 0) left.push_back(&e);
+    }
+    EvictLru(std::move(left), *options.max_bytes, options.dry_run, &total, &out);
   }
   for (const Scan::File& f : scan.temps) {
-    if (!old_enough(f.mtime)) continue;
+    if (!garbage || !old_enough(f.mtime)) continue;
     if (!options.dry_run) {
       Status s = UnlinkIfPresent(options_.dir + "/" + f.name);
       if (!s.ok()) return s.WithContext("chunk cache gc");
@@ -410,6 +429,7 @@ Result<CacheRemoval> CacheManager::Gc(const GcOptions& options) {
   if (!options.dry_run) {
     bytes_gauge_->Set(static_cast<int64_t>(total));
     for (const CacheRemoval::Item& item : out.removed) {
+      if (item.reason == "lru") continue;  // counted as evictions
       gc_removed_->Increment();
       gc_bytes_->Increment(item.bytes);
       RFS_LOG(kInfo) << "chunk cache gc: removed " << item.name << " (" << item.reason << ", "

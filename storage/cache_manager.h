@@ -138,10 +138,14 @@ class CacheManager {
   struct GcOptions {
     // Blobs to keep. nullopt keeps every blob; only stray files go.
     std::optional<std::set<std::string>> referenced;
+    // Then evicts least recently used blobs not in use down to this many
+    // bytes (0: all of them); nullopt: no eviction.
+    std::optional<uint64_t> max_bytes;
     bool dry_run = false;
   };
   // Removes blobs not referenced and not in use, and stray files older
-  // than the grace period (see the options).
+  // than the grace period (see the options), then applies max_bytes. A dry
+  // run reports the same without removing anything.
   base::Result<CacheRemoval> Gc(const std::set<std::string>& referenced_blob_ids)
       EXCLUDES(mu_, enforce_mu_);
   base::Result<CacheRemoval> Gc(const GcOptions& options) EXCLUDES(mu_, enforce_mu_);
@@ -160,8 +164,13 @@ class CacheManager {
   // Deletes the files of one blob under the exclusive lock. Ok(false) when
   // the blob is in use.
   base::Result<bool> RemoveBlob(const std::string& blob_id, bool dry_run) const;
-  base::Result<CacheRemoval> EnforceCapLocked(uint64_t max_bytes, bool dry_run)
+  // Gc (`garbage`) or, without it, only the max_bytes part.
+  base::Result<CacheRemoval> Collect(const GcOptions& options, bool garbage)
       REQUIRES(enforce_mu_) EXCLUDES(mu_);
+  // Evicts from `blobs` (of one scan), least recently used first, until
+  // `*total` <= max_bytes.
+  void EvictLru(std::vector<const CacheEntry*> blobs, uint64_t max_bytes, bool dry_run,
+                uint64_t* total, CacheRemoval* out) REQUIRES(enforce_mu_) EXCLUDES(mu_);
 
   const CacheManagerOptions options_;
   struct Use {

@@ -14,6 +14,7 @@
 
 #include "base/logging.h"
 #include "cmd/rafs/build_cmd.h"
+#include "cmd/rafs/cache_cmd.h"
 #include "cmd/rafs/exit.h"
 #include "cmd/rafs/print.h"
 #include "rafs/fs/checker.h"
@@ -41,6 +42,7 @@ struct BlobArgs {
   std::string ca_file;
   std::string docker_config;
   std::string cache_dir;
+  std::string cache_max_size;
 };
 
 void AddBlobOptions(CLI::App* app, BlobArgs* args) {
@@ -58,6 +60,8 @@ void AddBlobOptions(CLI::App* app, BlobArgs* args) {
                   "$DOCKER_CONFIG/config.json or ~/.docker/config.json)");
   app->add_option("--cache-dir", args->cache_dir,
                   "keep verified chunks in this directory (reused by later runs)");
+  app->add_option("--cache-max-size", args->cache_max_size,
+                  "cap the cache directory (10G, 512M): least recently used blobs are evicted");
 }
 
 base::Result<std::shared_ptr<storage::BlobBackend>> RegistryBackendFor(const BlobArgs& args) {
@@ -130,6 +134,14 @@ base::Result<std::unique_ptr<rafs::fs::Image>> OpenImage(const std::string& imag
   rafs::fs::FsOptions fs_options;
   storage::DeviceOptions device;
   device.cache_dir = args.cache_dir;
+  if (!args.cache_max_size.empty()) {
+    if (args.cache_dir.empty()) {
+      return base::InvalidArgumentError("--cache-max-size needs --cache-dir");
+    }
+    auto max = ParseByteSize(args.cache_max_size);
+    if (!max.ok()) return max.status().WithContext("--cache-max-size");
+    device.cache_max_bytes = *max;
+  }
   return rafs::fs::Image::Open(meta, backend, fs_options, std::move(device));
 }
 
@@ -335,6 +347,9 @@ int Main(int argc, char** argv) {
   auto* build = AddBuildCommand(&app, &build_args);
   MergeArgs merge_args;
   auto* merge = AddMergeCommand(&app, &merge_args);
+  CacheArgs cache_args;
+  CLI::App* cache = AddCacheCommand(&app, &cache_args);
+  cache->footer(kExitHelp);
 
   for (CLI::App* sub : {inspect, ls, cat, check, extract, build, merge}) sub->footer(kExitHelp);
 
@@ -358,6 +373,7 @@ int Main(int argc, char** argv) {
   if (*extract) return RunExtract(image, target, blobs, no_owners, no_devices);
   if (*build) return RunBuild(build_args);
   if (*merge) return RunMerge(merge_args);
+  if (*cache) return RunCache(cache_args);
   return kExitUsage;
 }
 
