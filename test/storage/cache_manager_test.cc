@@ -419,6 +419,47 @@ TEST(CacheManagerTest, GcRemovesUnreferencedBlobsAndOldStrays) {
   EXPECT_NE(text.find("rfs_storage_cache_gc_removed_total 5"), std::string::npos) << text;
 }
 
+// One gc run with a cap: unreferenced blobs go first, then LRU eviction
+// counts what is left, and a dry run plans exactly what the real run does.
+TEST(CacheManagerTest, GcWithACapPlansOnce) {
+  testing::TempDir dir;
+  std::vector<TestBlob> blobs;
+  for (uint32_t i = 0; i < 4; ++i) blobs.push_back(MakeBlob(3, 32 << 10, 120 + i));
+  for (const TestBlob& b : blobs) CacheChunks(dir.path(), b, AllChunks(b));
+  const auto now = system_clock::now();
+  // blob120 oldest ... blob123 newest.
+  for (int i = 0; i < 4; ++i) {
+    SetMtime(BlobCache::MapPath(dir.path(), "blob12" + std::to_string(i)),
+             now - std::chrono::minutes(40 - i));
+  }
+  base::MetricsRegistry metrics;
+  auto m = Manager(dir.path(), &metrics);
+  auto by = ByName(*m->List());
+  CacheManager::GcOptions o;
+  // blob120 (the oldest) is unreferenced; room for one more blob.
+  o.referenced = std::set<std::string>{"blob121", "blob122", "blob123"};
+  o.max_bytes = by["blob123"].bytes() + by["blob122"].bytes();
+  o.dry_run = true;
+  auto plan = m->Gc(o);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(Names(*plan), (std::vector<std::string>{"blob120", "blob121"}));
+  EXPECT_EQ(plan->removed[0].reason, "unreferenced");
+  EXPECT_EQ(plan->removed[1].reason, "lru");
+  o.dry_run = false;
+  auto done = m->Gc(o);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(Names(*done), Names(*plan));
+  EXPECT_EQ(done->bytes_freed, plan->bytes_freed);
+  EXPECT_EQ(done->bytes_after, plan->bytes_after);
+  EXPECT_EQ(*m->TotalBytes(), done->bytes_after);
+  auto left = ByName(*m->List());
+  EXPECT_EQ(left.size(), 2u);
+  EXPECT_TRUE(left.count("blob122") && left.count("blob123"));
+  const std::string text = metrics.RenderPrometheus();
+  EXPECT_NE(text.find("rfs_storage_cache_gc_removed_total 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("rfs_storage_cache_evictions_total 1"), std::string::npos) << text;
+}
+
 TEST(CacheManagerTest, CorruptMapsCountAsNothingReady) {
   testing::TempDir dir;
   TestBlob a = MakeBlob(10, 16 << 10, 81);
