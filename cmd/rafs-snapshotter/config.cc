@@ -227,24 +227,6 @@ Result<Config> ParseInto(Config c, const std::string& yaml, const std::string& s
 
 }  // namespace
 
-Status ParseHostPort(const std::string& address, std::string* host, int* port) {
-  size_t colon = address.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) {
-    return InvalidArgumentError("\"", address, "\" is not host:port");
-  }
-  std::string h = address.substr(0, colon);
-  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
-  std::string p = address.substr(colon + 1);
-  char* end = nullptr;
-  long v = std::strtol(p.c_str(), &end, 10);
-  if (*end != '\0' || v < 1 || v > 65535 || h.empty()) {
-    return InvalidArgumentError("\"", address, "\" is not host:port with a port 1..65535");
-  }
-  *host = h;
-  *port = static_cast<int>(v);
-  return Status::Ok();
-}
-
 Config DefaultConfig() {
   Result<Config> c = ParseInto(Config(), kDefaultConfigYaml, "<defaults>");
   if (!c.ok()) {
@@ -266,6 +248,29 @@ Result<Config> LoadConfig(const std::string& path) {
   ss << in.rdbuf();
   if (in.bad()) return base::InternalError("config ", path, ": read failed");
   return ParseConfig(ss.str(), path);
+}
+
+MetricsHttpServer::Hooks SnapshotterMetricsHooks(snapshotter::Snapshotter* sn,
+                                                 base::MetricsRegistry* metrics) {
+  MetricsHttpServer::Hooks h;
+  h.process_prefix = "snapshotter";
+  h.refresh = [sn, metrics] {
+    auto counts = sn->CountByKind();
+    if (!counts.ok()) return;
+    for (auto kind :
+         {snapshotter::Kind::kActive, snapshotter::Kind::kView, snapshotter::Kind::kCommitted}) {
+      auto it = counts->find(kind);
+      metrics
+          ->GetGauge("snapshotter_snapshots", "Snapshots by kind.",
+                     {{"kind", std::string(snapshotter::KindName(kind))}})
+          ->Set(it == counts->end() ? 0 : it->second);
+    }
+  };
+  h.health = [sn]() -> Status {
+    auto counts = sn->CountByKind();
+    return counts.ok() ? Status::Ok() : counts.status();
+  };
+  return h;
 }
 
 }  // namespace rfs::cmd

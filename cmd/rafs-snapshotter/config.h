@@ -12,7 +12,9 @@
 #include <string>
 
 #include "base/logging.h"
+#include "base/metrics.h"
 #include "base/status.h"
+#include "cmd/common/metrics_http.h"
 #include "snapshotter/grpc/server.h"
 #include "snapshotter/snapshotter.h"
 
@@ -37,7 +39,9 @@ base::Result<Config> ParseConfig(const std::string& yaml, const std::string& sou
 // Reads and parses a file.
 base::Result<Config> LoadConfig(const std::string& path);
 
-// Splits "host:port" ("[v6]:port" too); port 1..65535, host non-empty.
-base::Status ParseHostPort(const std::string& address, std::string* host, int* port);
+// The metrics endpoint hooks of the daemon: snapshot counts by kind,
+// process gauges named snapshotter_*, healthy while the store answers.
+MetricsHttpServer::Hooks SnapshotterMetricsHooks(snapshotter::Snapshotter* sn,
+                                                 base::MetricsRegistry* metrics);
 
 }  // namespace rfs::cmd

@@ -16,7 +16,7 @@
 #include "base/metrics.h"
 #include "base/status.h"
 #include "cmd/rafs-snapshotter/config.h"
-#include "cmd/rafs-snapshotter/metrics_http.h"
+#include "cmd/common/metrics_http.h"
 #include "snapshotter/grpc/server.h"
 #include "snapshotter/snapshotter.h"
 
@@ -140,7 +140,8 @@ int Run(int argc, char** argv) {
   }
   std::unique_ptr<MetricsHttpServer> http;
   if (!config.metrics_address.empty()) {
-    auto h = MetricsHttpServer::Start(config.metrics_address, sn->get(), &metrics);
+    auto h = MetricsHttpServer::Start(config.metrics_address, &metrics,
+                                     SnapshotterMetricsHooks(sn->get(), &metrics));
     if (h.ok()) {
       http = std::move(*h);
     } else {

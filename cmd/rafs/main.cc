@@ -1,5 +1,5 @@
 // rafs: the command-line tool around RAFS images: inspect and check
-// bootstraps and blobs, list, read and extract their files.
+// bootstraps and blobs, list, read and extract their files, mount them.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +16,7 @@
 #include "cmd/rafs/build_cmd.h"
 #include "cmd/rafs/cache_cmd.h"
 #include "cmd/rafs/exit.h"
+#include "cmd/rafs/mount_cmd.h"
 #include "cmd/rafs/print.h"
 #include "rafs/fs/checker.h"
 #include "rafs/fs/extractor.h"
@@ -107,7 +108,8 @@ base::Result<std::shared_ptr<rafs::meta::Metadata>> LoadMetadata(const std::stri
 
 // Opens IMAGE with a backend for its blobs.
 base::Result<std::unique_ptr<rafs::fs::Image>> OpenImage(const std::string& image,
-                                                         const BlobArgs& args) {
+                                                         const BlobArgs& args,
+                                                         rafs::fs::FsOptions fs_options = {}) {
   ASSIGN_OR_RETURN(auto meta, LoadMetadata(image));
   std::map<std::string, std::string> files;
   const auto& blobs = meta->blobs();
@@ -131,7 +133,6 @@ base::Result<std::unique_ptr<rafs::fs::Image>> OpenImage(const std::string& imag
     backend = std::make_shared<storage::LocalFsBackend>(
         args.blob_dir.empty() ? DirName(image) : args.blob_dir, std::move(files));
   }
-  rafs::fs::FsOptions fs_options;
   storage::DeviceOptions device;
   device.cache_dir = args.cache_dir;
   if (!args.cache_max_size.empty()) {
@@ -351,7 +352,16 @@ int Main(int argc, char** argv) {
   CLI::App* cache = AddCacheCommand(&app, &cache_args);
   cache->footer(kExitHelp);
 
-  for (CLI::App* sub : {inspect, ls, cat, check, extract, build, merge}) sub->footer(kExitHelp);
+  MountArgs mount_args;
+  auto* mount = app.add_subcommand(
+      "mount", "serve the image read-only over FUSE at MOUNTPOINT, fetching chunks on demand");
+  mount->add_option("IMAGE", mount_args.image, "bootstrap or blob")->required();
+  AddMountOptions(mount, &mount_args);
+  AddBlobOptions(mount, &blobs);
+
+  for (CLI::App* sub : {inspect, ls, cat, check, extract, build, merge, mount}) {
+    sub->footer(kExitHelp);
+  }
 
   try {
     app.parse(argc, argv);
@@ -374,6 +384,15 @@ int Main(int argc, char** argv) {
   if (*build) return RunBuild(build_args);
   if (*merge) return RunMerge(merge_args);
   if (*cache) return RunCache(cache_args);
+  if (*mount) {
+    return RunMount(mount_args, [&]() {
+      rafs::fs::FsOptions fs;
+      fs.default_uid = ::geteuid();
+      fs.default_gid = ::getegid();
+      fs.mount_time = static_cast<uint64_t>(::time(nullptr));
+      return OpenImage(mount_args.image, blobs, fs);
+    });
+  }
   return kExitUsage;
 }
 

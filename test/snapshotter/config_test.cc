@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-#include "cmd/rafs-snapshotter/metrics_http.h"
+#include "cmd/common/metrics_http.h"
 #include "test/support/test_util.h"
 
 namespace rfs::cmd {
@@ -118,7 +118,8 @@ TEST(MetricsHttpTest, MetricsAndHealth) {
   std::unique_ptr<MetricsHttpServer> http;
   int port = 0;
   for (int p = 39110; p < 39200 && http == nullptr; ++p) {
-    auto h = MetricsHttpServer::Start("127.0.0.1:" + std::to_string(p), sn->get(), &metrics);
+    auto h = MetricsHttpServer::Start("127.0.0.1:" + std::to_string(p), &metrics,
+                                      SnapshotterMetricsHooks(sn->get(), &metrics));
     if (h.ok()) {
       http = std::move(*h);
       port = p;
@@ -137,7 +138,8 @@ TEST(MetricsHttpTest, MetricsAndHealth) {
   EXPECT_NE(out.find("snapshotter_memory_usage_kilobytes"), std::string::npos);
   EXPECT_NE(rfs::testing::RunCommand(base + "/nothing-here 2>/dev/null"), 0);
   // A second server on the same address is refused, not silently shared.
-  auto again = MetricsHttpServer::Start("127.0.0.1:" + std::to_string(port), sn->get(), &metrics);
+  auto again = MetricsHttpServer::Start("127.0.0.1:" + std::to_string(port), &metrics,
+                                        SnapshotterMetricsHooks(sn->get(), &metrics));
   EXPECT_FALSE(again.ok());
 }
 

@@ -1,15 +1,14 @@
-#include "cmd/rafs-snapshotter/metrics_http.h"
+#include "cmd/common/metrics_http.h"
 
 #include <dirent.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 
-#include "cmd/rafs-snapshotter/config.h"
-
-// After base/ (through the headers above): see snapshots_service.h.
+// After base/ (through the header above): see snapshots_service.h.
 #include <httplib.h>
 
 namespace rfs::cmd {
@@ -39,15 +38,32 @@ int64_t OpenFds() {
 
 }  // namespace
 
+Status ParseHostPort(const std::string& address, std::string* host, int* port) {
+  size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) {
+    return base::InvalidArgumentError("\"", address, "\" is not host:port");
+  }
+  std::string h = address.substr(0, colon);
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  std::string p = address.substr(colon + 1);
+  char* end = nullptr;
+  long v = std::strtol(p.c_str(), &end, 10);
+  if (*end != '\0' || v < 1 || v > 65535 || h.empty()) {
+    return base::InvalidArgumentError("\"", address, "\" is not host:port with a port 1..65535");
+  }
+  *host = h;
+  *port = static_cast<int>(v);
+  return Status::Ok();
+}
+
 Result<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
-    const std::string& address, snapshotter::Snapshotter* snapshotter,
-    base::MetricsRegistry* metrics) {
+    const std::string& address, base::MetricsRegistry* metrics, Hooks hooks) {
   std::string host;
   int port = 0;
   RETURN_IF_ERROR(ParseHostPort(address, &host, &port));
   std::unique_ptr<MetricsHttpServer> s(new MetricsHttpServer());
-  s->snapshotter_ = snapshotter;
   s->metrics_ = metrics;
+  s->hooks_ = std::move(hooks);
   s->http_ = std::make_unique<httplib::Server>();
   MetricsHttpServer* self = s.get();
   auto metrics_handler = [self](const httplib::Request&, httplib::Response& res) {
@@ -56,12 +72,12 @@ Result<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
   s->http_->Get("/v1/metrics", metrics_handler);
   s->http_->Get("/metrics", metrics_handler);
   s->http_->Get("/healthz", [self](const httplib::Request&, httplib::Response& res) {
-    auto counts = self->snapshotter_->CountByKind();
-    if (counts.ok()) {
+    Status health = self->hooks_.health ? self->hooks_.health() : Status::Ok();
+    if (health.ok()) {
       res.set_content("ok\n", "text/plain");
     } else {
       res.status = 503;
-      res.set_content(counts.status().ToString() + "\n", "text/plain");
+      res.set_content(health.ToString() + "\n", "text/plain");
     }
   });
   // httplib's default also sets SO_REUSEPORT, which would let a second
@@ -94,22 +110,12 @@ MetricsHttpServer::~MetricsHttpServer() {
 }
 
 std::string MetricsHttpServer::Render() {
-  auto counts = snapshotter_->CountByKind();
-  if (counts.ok()) {
-    for (auto kind :
-         {snapshotter::Kind::kActive, snapshotter::Kind::kView, snapshotter::Kind::kCommitted}) {
-      auto it = counts->find(kind);
-      metrics_
-          ->GetGauge("snapshotter_snapshots", "Snapshots by kind.",
-                     {{"kind", std::string(snapshotter::KindName(kind))}})
-          ->Set(it == counts->end() ? 0 : it->second);
-    }
-  }
-  metrics_->GetGauge("snapshotter_memory_usage_kilobytes", "Resident memory of the daemon.")
+  if (hooks_.refresh) hooks_.refresh();
+  const std::string& p = hooks_.process_prefix;
+  metrics_->GetGauge(p + "_memory_usage_kilobytes", "Resident memory of the process.")
       ->Set(RssKilobytes());
-  metrics_->GetGauge("snapshotter_fd_counts", "Open file descriptors of the daemon.")
-      ->Set(OpenFds());
-  metrics_->GetGauge("snapshotter_run_time_seconds", "Seconds since the daemon started.")
+  metrics_->GetGauge(p + "_fd_counts", "Open file descriptors of the process.")->Set(OpenFds());
+  metrics_->GetGauge(p + "_run_time_seconds", "Seconds since the process started.")
       ->Set(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
                                                              kStart)
                 .count());
