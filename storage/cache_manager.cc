@@ -179,8 +179,14 @@ Result<CacheManager::Scan> CacheManager::ScanDir() const {
   if (d == nullptr) return base::ErrnoToStatus(errno, "list chunk cache " + options_.dir);
   std::map<std::string, CacheEntry> blobs;
   Scan scan;
-  errno = 0;
-  while (struct dirent* de = ::readdir(d)) {
+  int err = 0;
+  for (;;) {
+    errno = 0;  // readdir reports errors only through errno
+    struct dirent* de = ::readdir(d);
+    if (de == nullptr) {
+      err = errno;
+      break;
+    }
     std::string_view name = de->d_name;
     std::string id;
     bool is_map = false;
@@ -225,7 +231,6 @@ Result<CacheManager::Scan> CacheManager::ScanDir() const {
       if (!e.has_map) e.last_used = MtimeOf(st);
     }
   }
-  const int err = errno;
   ::closedir(d);
   if (err != 0) return base::ErrnoToStatus(err, "list chunk cache " + options_.dir);
   {
