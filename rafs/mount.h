@@ -21,11 +21,14 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/metrics.h"
 #include "base/status.h"
 #include "base/unique_fd.h"
 #include "rafs/fs/image.h"
+#include "rafs/fs/prefetch.h"
+#include "storage/prefetcher.h"
 
 namespace rfs::rafs {
 
@@ -48,6 +51,11 @@ struct MountOptions {
   // Serve an existing mount through this /dev/fuse descriptor (taken over;
   // the mount is not created). `mountpoint` must still name where it is.
   int adopt_fd = -1;
+  // Background prefetch once mounted: the image's prefetch table by default
+  // (nothing when the image has none), plus `prefetch_paths`.
+  fs::PrefetchPolicy prefetch = fs::PrefetchPolicy::kTable;
+  std::vector<std::string> prefetch_paths;
+  storage::PrefetchOptions prefetch_options;
   base::MetricsRegistry* metrics = &base::MetricsRegistry::Global();
 };
 
@@ -71,6 +79,9 @@ class RafsMount {
   // for a successor (see MountOptions::adopt_fd). Requests that arrive
   // meanwhile wait in the kernel.
   base::Result<base::UniqueFd> Detach();
+
+  // Null when nothing is prefetched.
+  storage::Prefetcher* prefetcher() const;
 
   // A duplicate of the /dev/fuse descriptor, to keep somewhere safe so that
   // the mount survives this process dying (the successor adopts it).

@@ -212,6 +212,14 @@ Status BlobDevice::FetchOneVerified(Blob* blob, const ChunkInfo& c, MutableByteS
 
 Status BlobDevice::FetchRun(Blob* blob, const std::vector<ChunkInfo>& run, const IoContext& ctx) {
   const int src = SourceIndex(ctx);
+  // Prefetchers hold back while on-demand fetches run (OnDemandInFlight).
+  struct InFlight {
+    std::atomic<int>* n;
+    ~InFlight() {
+      if (n != nullptr) n->fetch_sub(1);
+    }
+  } in_flight{ctx.source == IoSource::kOnDemand ? &on_demand_in_flight_ : nullptr};
+  if (in_flight.n != nullptr) in_flight.n->fetch_add(1);
   const uint64_t start = run.front().compressed_offset;
   const uint64_t end = run.back().compressed_offset + run.back().compressed_size;
   std::vector<uint8_t> stored(end - start);

@@ -20,6 +20,7 @@
 // Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <thread>
@@ -98,6 +99,9 @@ class BlobDevice {
 
   const std::vector<BlobInfo>& blobs() const { return blobs_; }
 
+  // Backend fetches for on-demand reads running right now.
+  int OnDemandInFlight() const { return on_demand_in_flight_.load(std::memory_order_relaxed); }
+
  private:
   BlobDevice(std::shared_ptr<BlobBackend> backend, std::vector<BlobInfo> blobs,
              DeviceOptions options);
@@ -127,6 +131,7 @@ class BlobDevice {
   std::thread flusher_;
   base::Mutex mu_;
   std::vector<std::unique_ptr<Blob>> open_ GUARDED_BY(mu_);  // by blob index
+  std::atomic<int> on_demand_in_flight_{0};
 
   struct Metrics {
     base::Counter* requests[2];

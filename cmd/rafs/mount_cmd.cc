@@ -12,6 +12,7 @@
 #include "base/logging.h"
 #include "base/metrics.h"
 #include "cmd/common/metrics_http.h"
+#include "cmd/rafs/cache_cmd.h"
 #include "cmd/rafs/exit.h"
 #include "rafs/mount.h"
 
@@ -37,6 +38,22 @@ int Serve(const MountArgs& args, const ImageOpener& open_image, int report_fd) {
   o.read_timeout = std::chrono::seconds(args.read_timeout_seconds);
   o.allow_other = args.allow_other;
   o.source = "rafs:" + args.image;
+  auto policy = rafs::fs::ParsePrefetchPolicy(args.prefetch);
+  if (!policy.ok()) {
+    Report(report_fd, policy.status().ToString());
+    return Fail("mount", policy.status());
+  }
+  o.prefetch = *policy;
+  o.prefetch_paths = args.prefetch_paths;
+  o.prefetch_options.threads = args.prefetch_threads;
+  if (!args.prefetch_bandwidth.empty()) {
+    auto bw = ParseByteSize(args.prefetch_bandwidth);
+    if (!bw.ok()) {
+      Report(report_fd, bw.status().ToString());
+      return Fail("mount", bw.status().WithContext("--prefetch-bandwidth"));
+    }
+    o.prefetch_options.bandwidth_bytes_per_second = *bw;
+  }
   auto mount = rafs::RafsMount::Start(o, std::shared_ptr<rafs::fs::Image>(std::move(*image)));
   if (!mount.ok()) {
     Report(report_fd, mount.status().ToString());
@@ -110,6 +127,16 @@ void AddMountOptions(CLI::App* sub, MountArgs* args) {
       ->check(CLI::Range(1, 86400));
   sub->add_option("--metrics-address", args->metrics_address,
                   "serve Prometheus metrics and /healthz on host:port");
+  sub->add_option("--prefetch", args->prefetch,
+                  "background prefetch: none, table (the image's prefetch list; default) or all "
+                  "(the list, then every file)")
+      ->check(CLI::IsMember({"none", "table", "all"}));
+  sub->add_option("--prefetch-path", args->prefetch_paths,
+                  "also prefetch this file or directory (repeatable)");
+  sub->add_option("--prefetch-threads", args->prefetch_threads, "prefetch workers (1..16)")
+      ->check(CLI::Range(1, 16));
+  sub->add_option("--prefetch-bandwidth", args->prefetch_bandwidth,
+                  "cap prefetch at this many bytes per second (50M, 1G; default: no cap)");
   sub->add_option("--log-file", args->log_file,
                   "in the background, append logs to this file (default: discard them)");
   sub->add_flag("!--no-allow-other", args->allow_other,

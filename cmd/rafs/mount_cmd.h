@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "rafs/fs/image.h"
@@ -22,6 +23,10 @@ struct MountArgs {
   std::string metrics_address;  // host:port, empty: off
   bool allow_other = true;
   std::string log_file;  // background only
+  std::string prefetch = "table";  // none | table | all
+  std::vector<std::string> prefetch_paths;
+  int prefetch_threads = 2;
+  std::string prefetch_bandwidth;  // e.g. 50M (bytes per second); empty: unlimited
 };
 
 // Adds the mount-specific options to the `mount` subcommand.

@@ -166,6 +166,11 @@ struct RafsMount::Impl {
 
   fuse::FuseMetrics metrics;
 
+  std::unique_ptr<storage::Prefetcher> prefetcher;
+  std::thread prefetch_planner;
+  void StartPrefetch();
+  void StopPrefetch();
+
   const fs::RafsFilesystem& fs() const { return image->fs(); }
 
   void WorkerLoop(Worker* w);
@@ -457,7 +462,6 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
   bufs.reserve(slices->size() + 1);
   for (const storage::DataSlice& d : *slices) {
     uint64_t left = d.length;
-    uint64_t pos = 0;
     while (left > 0) {
       fuse_buf b{};
       b.size = left;
@@ -476,7 +480,6 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
           break;
       }
       left -= b.size;
-      pos += b.size;
       bufs.push_back(b);
     }
   }
@@ -680,6 +683,28 @@ void RafsMount::Impl::ReportEio(uint64_t ino, const storage::ChunkIoVec* plan, c
                   << ": " << s.ToString() << " (further errors on this file are counted, not logged)";
 }
 
+void RafsMount::Impl::StartPrefetch() {
+  if (options.prefetch == fs::PrefetchPolicy::kNone && options.prefetch_paths.empty()) return;
+  storage::PrefetchOptions po = options.prefetch_options;
+  po.metrics = options.metrics;
+  prefetcher = std::make_unique<storage::Prefetcher>(image->device(), po);
+  // Planning walks the metadata: off the mount path.
+  prefetch_planner = std::thread([this] {
+    auto chunks = fs::PrefetchChunks(image->metadata(), options.prefetch, options.prefetch_paths);
+    if (!chunks.ok()) {
+      RFS_LOG(kWarning) << "prefetch of " << mountpoint << " skipped: " << chunks.status();
+      return;
+    }
+    RFS_LOG(kInfo) << "prefetching " << chunks->size() << " chunks for " << mountpoint;
+    prefetcher->Add(*chunks);
+  });
+}
+
+void RafsMount::Impl::StopPrefetch() {
+  if (prefetch_planner.joinable()) prefetch_planner.join();
+  if (prefetcher != nullptr) prefetcher->Stop();
+}
+
 void RafsMount::Impl::WorkerLoop(Worker* w) {
   tls_worker = w;
   fuse_buf buf{};
@@ -869,6 +894,7 @@ Result<std::unique_ptr<RafsMount>> RafsMount::Start(const MountOptions& options,
     raw->workers.push_back(std::move(w));
     wp->thread = std::thread([raw, wp] { raw->WorkerLoop(wp); });
   }
+  raw->StartPrefetch();
   RFS_LOG(kInfo) << (options.adopt_fd >= 0 ? "adopted" : "mounted") << " rafs image at "
                  << raw->mountpoint << " (" << options.threads << " threads)";
   return std::unique_ptr<RafsMount>(new RafsMount(std::move(impl)));
@@ -877,6 +903,7 @@ Result<std::unique_ptr<RafsMount>> RafsMount::Start(const MountOptions& options,
 Status RafsMount::Stop() {
   Impl& m = *impl_;
   if (m.se == nullptr) return Status::Ok();
+  m.StopPrefetch();
   Status result = Status::Ok();
   bool mounted = FindMount(m.mountpoint).found;
   if (mounted && ::umount2(m.mountpoint.c_str(), 0) != 0) {
@@ -910,6 +937,7 @@ Status RafsMount::Stop() {
 Result<base::UniqueFd> RafsMount::Detach() {
   Impl& m = *impl_;
   if (m.se == nullptr) return base::FailedPreconditionError("detach: the mount is not served");
+  m.StopPrefetch();
   base::UniqueFd dup(::fcntl(m.fuse_fd, F_DUPFD_CLOEXEC, 0));
   if (!dup.valid()) return base::ErrnoToStatus(errno, "dup /dev/fuse");
   m.StopWorkers(/*interrupt=*/true);
@@ -945,5 +973,6 @@ bool RafsMount::serving() const {
 
 const std::string& RafsMount::mountpoint() const { return impl_->mountpoint; }
 const fs::Image& RafsMount::image() const { return *impl_->image; }
+storage::Prefetcher* RafsMount::prefetcher() const { return impl_->prefetcher.get(); }
 
 }  // namespace rfs::rafs

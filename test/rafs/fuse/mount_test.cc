@@ -426,6 +426,61 @@ TEST(RafsMountTest, HostileBootstrapsFailClearlyOrServeErrors) {
   EXPECT_GT(mounted, 0);
 }
 
+// The image's prefetch table is fetched into the cache in the background:
+// once done, those files read with the blob gone; others do not.
+TEST(RafsMountTest, PrefetchTableFillsTheCache) {
+  REQUIRE_FUSE();
+  TempDir t;
+  const std::string src = MakeDir(t, "src");
+  std::mt19937 rng(9);
+  auto random_bytes = [&rng](size_t n) {
+    std::vector<uint8_t> v(n);
+    for (auto& c : v) c = static_cast<uint8_t>(rng());
+    return v;
+  };
+  ::mkdir((src + "/hot").c_str(), 0755);
+  testing::WriteFileBytes(src + "/hot/a", random_bytes(200000));
+  testing::WriteFileBytes(src + "/hot/b", random_bytes(70000));
+  testing::WriteFileBytes(src + "/listed", random_bytes(90000));
+  testing::WriteFileBytes(src + "/cold", random_bytes(300000));
+  const std::string boot = t.Sub("boot"), blobs = MakeDir(t, "blobs");
+  builder::BuildOptions bo;
+  bo.chunk_size = 64 * 1024;
+  bo.digester = base::DigestAlgo::kSha256;
+  bo.prefetch_paths = {"/hot", "/listed"};
+  auto r = builder::BuildFromDirectory(src, boot, blobs, bo);
+  ASSERT_TRUE(r.ok()) << r.status();
+  storage::DeviceOptions dev;
+  dev.cache_dir = MakeDir(t, "cache");
+  auto image = OpenImage(boot, blobs, dev);
+  ASSERT_NE(image, nullptr);
+  const std::string mnt = MakeDir(t, "mnt");
+  MountOptions o;
+  o.read_timeout = std::chrono::seconds(5);
+  auto m = MountAt(image, mnt, o);
+  ASSERT_NE(m, nullptr);
+  ASSERT_NE(m->prefetcher(), nullptr);
+  // The planner queues asynchronously; wait until something was queued and done.
+  for (int i = 0; i < 500 && m->prefetcher()->stats().queued == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(m->prefetcher()->WaitIdle(base::Deadline::After(std::chrono::seconds(30))));
+  EXPECT_GT(m->prefetcher()->stats().done, 0u);
+  EXPECT_EQ(m->prefetcher()->stats().failed, 0u);
+  // Empty the blob (the device keeps it open, so renaming would not do).
+  ASSERT_EQ(::truncate(r->blob_path.c_str(), 0), 0);
+  for (const char* f : {"/hot/a", "/hot/b", "/listed"}) {
+    EXPECT_EQ(testing::ReadFileBytes(mnt + f), testing::ReadFileBytes(src + f)) << f;
+  }
+  int fd = ::open((mnt + "/cold").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  char buf[4096];
+  errno = 0;
+  EXPECT_LT(::read(fd, buf, sizeof(buf)), 0);
+  EXPECT_EQ(errno, EIO);
+  ::close(fd);
+}
+
 // Stop() while a file is open detaches and aborts instead of hanging.
 TEST(RafsMountTest, StopWithOpenFilesDoesNotHang) {
   REQUIRE_FUSE();
