@@ -17,29 +17,35 @@ std::string_view IoSourceName(IoSource s) {
   return s == IoSource::kPrefetch ? "prefetch" : "on_demand";
 }
 
-Status BlobReader::ReadAt(uint64_t offset, base::MutableByteSpan dst, const IoContext& ctx) {
+Status RetryTransient(const RetryPolicy& policy, const base::Deadline& deadline,
+                      const std::function<std::string()>& what,
+                      const std::function<Status()>& attempt) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
-  auto backoff = retry_.initial_backoff;
-  for (int attempt = 1;; ++attempt) {
-    if (ctx.deadline.Expired()) {
-      return base::DeadlineExceededError("blob ", blob_id(), ": deadline passed before reading [",
-                                         offset, ", +", dst.size(), ")");
-    }
-    Status s = TryReadAt(offset, dst, ctx);
-    if (s.ok() || s.code() != base::StatusCode::kUnavailable || attempt >= retry_.max_attempts) {
+  auto backoff = policy.initial_backoff;
+  for (int n = 1;; ++n) {
+    if (deadline.Expired()) return base::DeadlineExceededError(what(), ": deadline passed");
+    Status s = attempt();
+    if (s.ok() || s.code() != base::StatusCode::kUnavailable || n >= policy.max_attempts) {
       return s;
     }
     // Full jitter: sleep a random time up to the current backoff, never past
     // the deadline.
     auto wait = std::chrono::milliseconds(
         std::uniform_int_distribution<int64_t>(backoff.count() / 2, backoff.count())(rng));
-    if (ctx.deadline.Remaining() <= wait) {
-      return base::DeadlineExceededError("blob ", blob_id(), ": deadline passed while retrying (",
+    if (deadline.Remaining() <= wait) {
+      return base::DeadlineExceededError(what(), ": deadline passed while retrying (",
                                          s.message(), ")");
     }
     std::this_thread::sleep_for(wait);
-    backoff = std::min(backoff * 2, retry_.max_backoff);
+    backoff = std::min(backoff * 2, policy.max_backoff);
   }
+}
+
+Status BlobReader::ReadAt(uint64_t offset, base::MutableByteSpan dst, const IoContext& ctx) {
+  return RetryTransient(
+      retry_, ctx.deadline,
+      [&] { return base::StrCat("blob ", blob_id(), ": reading [", offset, ", +", dst.size(), ")"); },
+      [&] { return TryReadAt(offset, dst, ctx); });
 }
 
 bool IsSafeBlobId(const std::string& blob_id) {

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -39,6 +40,15 @@ struct RetryPolicy {
   std::chrono::milliseconds initial_backoff{50};
   std::chrono::milliseconds max_backoff{2000};
 };
+
+// Runs `attempt` until it succeeds or fails with a code other than
+// kUnavailable, at most policy.max_attempts times, sleeping a jittered
+// exponential backoff in between. Never sleeps past the deadline: when it
+// passes first the result is kDeadlineExceeded naming `what` and the last
+// failure. BlobReader::ReadAt and registry manifest requests use it.
+base::Status RetryTransient(const RetryPolicy& policy, const base::Deadline& deadline,
+                            const std::function<std::string()>& what,
+                            const std::function<base::Status()>& attempt);
 
 class BlobReader {
  public:

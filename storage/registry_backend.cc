@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "base/digest.h"
 #include "base/logging.h"
 
 namespace rfs::storage {
@@ -100,6 +101,22 @@ std::pair<std::string, std::map<std::string, std::string>> ParseChallenge(const 
 std::chrono::milliseconds Cap(std::chrono::milliseconds want, const base::Deadline& d) {
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(d.Remaining());
   return std::max(std::chrono::milliseconds(1), std::min(want, left));
+}
+
+// Honours Retry-After (seconds, capped at 30) of a 429 or 503 answer when
+// the deadline leaves room for it; the retry loop adds its backoff.
+void SleepRetryAfter(const RegistryBackend::Response& r, const base::Deadline& deadline) {
+  if (r.status != 429 && r.status != 503) return;
+  auto ra = r.headers.find("retry-after");
+  if (ra == r.headers.end()) return;
+  auto wait = std::chrono::seconds(std::clamp<long>(std::atol(ra->second.c_str()), 0, 30));
+  if (wait > std::chrono::seconds(0) && deadline.Remaining() > wait) {
+    std::this_thread::sleep_for(wait);
+  }
+}
+
+std::string Sha256Digest(base::ByteSpan data) {
+  return "sha256:" + base::DigestHex(base::Sha256(data));
 }
 
 }  // namespace
@@ -297,6 +314,128 @@ Status RegistryBackend::Authenticate(const std::string& challenge, const IoConte
   return Status::Ok();
 }
 
+Result<RegistryBackend::Response> RegistryBackend::Send(
+    const std::string& method, const std::string& path, const std::string& redirect_key,
+    const std::map<std::string, std::string>& headers, const BodySink* sink,
+    const IoContext& ctx) {
+  if (!redirect_key.empty()) {
+    if (auto redirect = CachedRedirect(redirect_key)) {
+      auto r = Request(method, *redirect, headers, sink, ctx);
+      if (r.ok() && r->status >= 200 && r->status < 300) return r;
+      // Expired signature or storage trouble: back through the registry
+      // (the sink restarts with the next response).
+      SetRedirect(redirect_key, std::nullopt);
+    }
+  }
+  const Target target{Origin(), path};
+  const std::string what = "registry " + options_.host;
+  for (int attempt = 0;; ++attempt) {
+    std::map<std::string, std::string> h = headers;
+    const std::string auth = CachedAuthorization();
+    if (!auth.empty()) h["Authorization"] = auth;
+    ASSIGN_OR_RETURN(Response r, Request(method, target, h, sink, ctx));
+    if (r.status == 401 && attempt < 2) {
+      auto challenge = r.headers.find("www-authenticate");
+      if (!auth.empty()) {
+        // Stale credentials (or a misleading challenge answering them):
+        // drop them and ask again without, to get the real challenge.
+        DropAuthorization();
+        if (attempt == 0) continue;
+      }
+      if (challenge == r.headers.end()) {
+        return base::UnauthenticatedError(what, ": 401 without a challenge");
+      }
+      RETURN_IF_ERROR(Authenticate(challenge->second, ctx));
+      continue;
+    }
+    if (r.status >= 300 && r.status < 400 && r.status != 304) {
+      auto loc = r.headers.find("location");
+      if (loc == r.headers.end()) return base::DataLossError(what, ": redirect without location");
+      ASSIGN_OR_RETURN(Target t, ParseUrl(loc->second, target.origin));
+      if (!redirect_key.empty()) SetRedirect(redirect_key, t);
+      // Blob storage gets no registry authorization.
+      auto rr = Request(method, t, headers, sink, ctx);
+      if (!redirect_key.empty() && (!rr.ok() || rr->status < 200 || rr->status >= 300)) {
+        SetRedirect(redirect_key, std::nullopt);
+      }
+      return rr;
+    }
+    return r;
+  }
+}
+
+Result<RegistryBackend::Manifest> RegistryBackend::GetManifest(const std::string& reference,
+                                                               const IoContext& ctx,
+                                                               uint64_t max_bytes) {
+  const std::string what = "manifest " + options_.host + "/" + options_.repository +
+                           (reference.rfind("sha256:", 0) == 0 ? "@" : ":") + reference;
+  if (reference.empty() || reference.find('/') != std::string::npos ||
+      reference.find('?') != std::string::npos || reference.find('#') != std::string::npos) {
+    return base::InvalidArgumentError("bad manifest reference '", reference, "'");
+  }
+  if (reference.find(':') != std::string::npos && reference.rfind("sha256:", 0) != 0) {
+    // Only sha256 digests are understood; a tag never has a colon.
+    return base::InvalidArgumentError(what, ": unsupported digest algorithm");
+  }
+  const std::map<std::string, std::string> headers = {
+      {"Accept",
+       "application/vnd.oci.image.index.v1+json, "
+       "application/vnd.oci.image.manifest.v1+json, "
+       "application/vnd.docker.distribution.manifest.list.v2+json, "
+       "application/vnd.docker.distribution.manifest.v2+json"}};
+  Manifest m;
+  Status verdict;
+  Status s = RetryTransient(
+      options_.retry, ctx.deadline, [&] { return what; },
+      [&]() -> Status {
+        bool too_big = false;
+        BodySink sink;
+        sink.start = [&](int) {
+          m.bytes.clear();
+          too_big = false;
+        };
+        sink.data = [&](const char* d, size_t n) {
+          if (m.bytes.size() + n > max_bytes) {
+            too_big = true;
+            return false;
+          }
+          m.bytes.insert(m.bytes.end(), d, d + n);
+          return true;
+        };
+        ASSIGN_OR_RETURN(Response r, Send("GET", "/v2/" + options_.repository + "/manifests/" +
+                                                     reference,
+                                          "", headers, &sink, ctx));
+        SleepRetryAfter(r, ctx.deadline);
+        if (r.status != 200) {
+          if (r.status >= 200 && r.status < 300) {
+            return base::FailedPreconditionError(what, ": unexpected http status ", r.status);
+          }
+          return HttpStatusToStatus(r.status, what);
+        }
+        if (too_big) {
+          return base::ResourceExhaustedError(what, ": larger than the limit of ", max_bytes,
+                                              " bytes");
+        }
+        auto ct = r.headers.find("content-type");
+        m.media_type = ct == r.headers.end() ? "" : ct->second.substr(0, ct->second.find(';'));
+        while (!m.media_type.empty() && m.media_type.back() == ' ') m.media_type.pop_back();
+        m.digest = Sha256Digest(m.bytes);
+        auto dcd = r.headers.find("docker-content-digest");
+        if (dcd != r.headers.end() && dcd->second.rfind("sha256:", 0) == 0 &&
+            Lower(dcd->second) != m.digest) {
+          // The registry computed it over what it meant to send.
+          return base::DataLossError(what, ": body does not match Docker-Content-Digest ",
+                                     dcd->second, " (got ", m.digest, ")");
+        }
+        return Status::Ok();
+      });
+  RETURN_IF_ERROR(s);
+  if (reference.rfind("sha256:", 0) == 0 && Lower(reference) != m.digest) {
+    return base::DataLossError(what, ": content digest is ", m.digest);
+  }
+  return m;
+}
+
 namespace {
 
 class RegistryBlobReader final : public BlobReader {
@@ -323,50 +462,11 @@ class RegistryBlobReader final : public BlobReader {
  private:
   std::string What() const { return "blob " + id_ + " at " + backend_->options().host; }
 
-  // A blob request with the auth and redirect handling of the file comment.
   Result<RegistryBackend::Response> Fetch(const std::string& method,
-                                          std::map<std::string, std::string> headers,
+                                          const std::map<std::string, std::string>& headers,
                                           const RegistryBackend::BodySink* sink,
                                           const IoContext& ctx) {
-    if (auto redirect = backend_->CachedRedirect(id_)) {
-      auto r = backend_->Request(method, *redirect, headers, sink, ctx);
-      if (r.ok() && r->status >= 200 && r->status < 300) return r;
-      // Expired signature or storage trouble: back through the registry
-      // (the sink restarts with the next response).
-      backend_->SetRedirect(id_, std::nullopt);
-    }
-    const RegistryBackend::Target target{backend_->Origin(), backend_->BlobPath(id_)};
-    for (int attempt = 0;; ++attempt) {
-      std::map<std::string, std::string> h = headers;
-      const std::string auth = backend_->CachedAuthorization();
-      if (!auth.empty()) h["Authorization"] = auth;
-      ASSIGN_OR_RETURN(RegistryBackend::Response r, backend_->Request(method, target, h, sink, ctx));
-      if (r.status == 401 && attempt < 2) {
-        auto challenge = r.headers.find("www-authenticate");
-        if (!auth.empty()) {
-          // Stale credentials (or a misleading challenge answering them):
-          // drop them and ask again without, to get the real challenge.
-          backend_->DropAuthorization();
-          if (attempt == 0) continue;
-        }
-        if (challenge == r.headers.end()) {
-          return base::UnauthenticatedError(What(), ": 401 without a challenge");
-        }
-        RETURN_IF_ERROR(backend_->Authenticate(challenge->second, ctx));
-        continue;
-      }
-      if (r.status >= 300 && r.status < 400 && r.status != 304) {
-        auto loc = r.headers.find("location");
-        if (loc == r.headers.end()) return base::DataLossError(What(), ": redirect without location");
-        ASSIGN_OR_RETURN(RegistryBackend::Target t, ParseUrl(loc->second, target.origin));
-        backend_->SetRedirect(id_, t);
-        // Blob storage gets no registry authorization.
-        auto rr = backend_->Request(method, t, headers, sink, ctx);
-        if (!rr.ok() || rr->status < 200 || rr->status >= 300) backend_->SetRedirect(id_, std::nullopt);
-        return rr;
-      }
-      return r;
-    }
+    return backend_->Send(method, backend_->BlobPath(id_), id_, headers, sink, ctx);
   }
 
   base::Status TryReadAt(uint64_t offset, base::MutableByteSpan dst,
@@ -406,15 +506,7 @@ class RegistryBlobReader final : public BlobReader {
     std::map<std::string, std::string> headers = {
         {"Range", "bytes=" + std::to_string(offset) + "-" + std::to_string(last)}};
     ASSIGN_OR_RETURN(RegistryBackend::Response r, Fetch("GET", headers, &sink, ctx));
-    if (r.status == 429 || r.status == 503) {
-      auto ra = r.headers.find("retry-after");
-      if (ra != r.headers.end()) {
-        auto wait = std::chrono::seconds(std::min<long>(std::atol(ra->second.c_str()), 30));
-        if (wait > std::chrono::seconds(0) && ctx.deadline.Remaining() > wait) {
-          std::this_thread::sleep_for(wait);
-        }
-      }
-    }
+    SleepRetryAfter(r, ctx.deadline);
     if (r.status == 200) {
       if (got != dst.size()) {
         return base::OutOfRangeError(What(), ": range [", offset, ", +", dst.size(),
@@ -429,6 +521,15 @@ class RegistryBlobReader final : public BlobReader {
       return base::DataLossError(What(), ": content-range '",
                                  cr == r.headers.end() ? "" : cr->second, "' does not match ",
                                  want);
+    }
+    // "bytes a-b/total": a range that passes the total the server itself
+    // states is a lie about the blob, not a transient fault.
+    const std::string total = cr->second.substr(want.size());
+    if (!total.empty() && total != "*" &&
+        std::all_of(total.begin(), total.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+        last >= std::strtoull(total.c_str(), nullptr, 10)) {
+      return base::DataLossError(What(), ": content-range '", cr->second,
+                                 "' passes the blob's size");
     }
     if (overlong) return base::DataLossError(What(), ": response longer than the range");
     if (got != dst.size()) {

@@ -12,6 +12,9 @@
 // connection errors kUnavailable (retried by BlobReader::ReadAt within the
 // deadline, honouring Retry-After), a wrong body kDataLoss.
 //
+// Manifests (GetManifest) go through the same request path: the same
+// authorization, redirects and outcome mapping, retried like blob reads.
+//
 // Credentials and tokens are never logged and never appear in errors.
 #pragma once
 
@@ -21,6 +24,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/metrics.h"
 #include "base/mutex.h"
@@ -49,6 +53,21 @@ class RegistryBackend final : public BlobBackend,
 
   const RegistryOptions& options() const { return options_; }
 
+  // A manifest or index as the registry sent it.
+  struct Manifest {
+    std::string media_type;  // Content-Type (parameters dropped)
+    std::string digest;      // "sha256:<hex>" of `bytes`
+    std::vector<uint8_t> bytes;
+  };
+  // GET /v2/<repository>/manifests/<reference> (a tag or "sha256:<hex>"),
+  // accepting OCI and Docker schema 2 manifests and indexes. Transient
+  // failures are retried within the deadline. The bytes are checked against
+  // the reference when it is a digest and against Docker-Content-Digest
+  // when the registry sends a sha256 one (kDataLoss on a mismatch). Bodies
+  // over `max_bytes` are kResourceExhausted; a missing manifest kNotFound.
+  base::Result<Manifest> GetManifest(const std::string& reference, const IoContext& ctx,
+                                     uint64_t max_bytes = 4u << 20);
+
   // Internals shared with readers.
   struct Response {
     int status = 0;
@@ -75,6 +94,14 @@ class RegistryBackend final : public BlobBackend,
   // Answers a 401 challenge; afterwards CachedAuthorization() has the answer.
   base::Status Authenticate(const std::string& challenge, const IoContext& ctx);
   void DropAuthorization();
+  // A registry request (path under Origin()) with the authorization and
+  // redirect handling of the file comment. A redirect target is cached under
+  // `redirect_key` when it is not empty. Non-2xx answers come back as
+  // responses; the caller maps them.
+  base::Result<Response> Send(const std::string& method, const std::string& path,
+                              const std::string& redirect_key,
+                              const std::map<std::string, std::string>& headers,
+                              const BodySink* sink, const IoContext& ctx);
   std::string BlobPath(const std::string& blob_id) const;
   std::string Origin() const;
   // Redirect target cache per blob.

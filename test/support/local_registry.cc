@@ -101,4 +101,21 @@ base::Result<std::string> LocalRegistry::PushBlob(const std::string& repo,
   return id;
 }
 
+base::Result<std::string> LocalRegistry::PushManifest(const std::string& repo,
+                                                      const std::string& reference,
+                                                      const std::string& media_type,
+                                                      const std::vector<uint8_t>& data) {
+  const std::string digest = "sha256:" + base::DigestHex(base::Sha256(data));
+  httplib::Client cli("127.0.0.1", port_);
+  if (!user_.empty()) cli.set_basic_auth(user_.c_str(), password_.c_str());
+  const std::string path = "/v2/" + repo + "/manifests/" + (reference.empty() ? digest : reference);
+  auto put = cli.Put(path.c_str(), reinterpret_cast<const char*>(data.data()), data.size(),
+                     media_type.c_str());
+  if (!put || put->status != 201) {
+    return base::InternalError("manifest upload failed: ", put ? put->status : -1, " ",
+                               put ? put->body : "");
+  }
+  return digest;
+}
+
 }  // namespace rfs::testing

@@ -27,6 +27,11 @@ class LocalRegistry {
   int port() const { return port_; }
   // Uploads a blob to `repo`; returns its sha256 hex id.
   base::Result<std::string> PushBlob(const std::string& repo, const std::vector<uint8_t>& data);
+  // Puts a manifest or index (`media_type`) under `reference` (a tag, or
+  // "" for its digest only); returns its digest "sha256:<hex>".
+  base::Result<std::string> PushManifest(const std::string& repo, const std::string& reference,
+                                         const std::string& media_type,
+                                         const std::vector<uint8_t>& data);
 
   static bool Available();
 
