@@ -59,6 +59,15 @@ struct MountOptions {
   base::MetricsRegistry* metrics = &base::MetricsRegistry::Global();
 };
 
+// What a mount serves, for callers that only see this header: the bootstrap
+// file and how to reach its blobs.
+struct ImageSource {
+  std::string bootstrap_path;
+  std::shared_ptr<storage::BlobBackend> backend;
+  storage::DeviceOptions device;
+  fs::FsOptions fs;
+};
+
 class RafsMount {
  public:
   // Mounts `image` at options.mountpoint (or adopts options.adopt_fd) and
@@ -67,6 +76,10 @@ class RafsMount {
   // directory, already a mount point, FUSE unavailable), kPermissionDenied.
   static base::Result<std::unique_ptr<RafsMount>> Start(const MountOptions& options,
                                                         std::shared_ptr<fs::Image> image);
+  // Opens the bootstrap (kDataLoss naming the problem when it is corrupt)
+  // and mounts it as above.
+  static base::Result<std::unique_ptr<RafsMount>> Start(const MountOptions& options,
+                                                        const ImageSource& source);
   ~RafsMount();  // Stop() if still serving
   RafsMount(const RafsMount&) = delete;
   RafsMount& operator=(const RafsMount&) = delete;

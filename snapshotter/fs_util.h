@@ -24,6 +24,12 @@ base::Result<Usage> DiskUsage(const std::string& path);
 // kept. A missing `path` is OK.
 base::Status RemoveTree(const std::string& path);
 
+// Detaches (umount2 MNT_DETACH) every mount of filesystem type `type` at or
+// below `path`, deepest first, as /proc/self/mountinfo lists them: the RAFS
+// mounts a dead process left in a snapshot directory before it is deleted.
+// Mounts of other types are left alone (RemoveTree does not enter them).
+base::Status DetachMountsUnder(const std::string& path, const std::string& type);
+
 // Names in directory `path`, without "." and "..".
 base::Result<std::vector<std::string>> ListDirectory(const std::string& path);
 

@@ -91,6 +91,7 @@ class MetadataStore {
   // Every snapshot, in key order; stops at and returns the first error of fn.
   base::Status WalkInfo(const std::function<base::Status(const Record&)>& fn);
   base::Result<std::set<int64_t>> Ids();
+  base::Result<Labels> LabelsOf(int64_t id);
   base::Result<std::map<Kind, int64_t>> CountByKind();
 
  private:
@@ -99,7 +100,6 @@ class MetadataStore {
   base::Status Error(const char* what) const;
   base::Result<sqlite3_stmt*> Prepare(const char* sql);
   base::Result<int64_t> IdOf(const std::string& key, Kind* kind);
-  base::Result<Labels> LabelsOf(int64_t id);
   base::Status WriteLabels(int64_t id, const Labels& labels);
   base::Result<Record> ReadRecord(sqlite3_stmt* st);
 

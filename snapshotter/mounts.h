@@ -38,4 +38,15 @@ std::vector<Mount> BuildMounts(const std::string& snapshots_dir, Kind kind, int6
                                const std::vector<int64_t>& parent_ids, const Labels& labels,
                                const OverlayOptions& options);
 
+// Mounts of a snapshot of a RAFS image (remote-fs.h): one overlay whose
+// lowest layer is the image's RAFS mount `rafs_dir`, under the layers
+// `upper_parent_ids` that sit above the image's meta snapshot (nearest
+// first; usually none). Active: workdir/upperdir of its own. View: its own
+// (empty) fs dir as the last lower layer, since overlayfs needs two lowers
+// without an upper dir.
+std::vector<Mount> BuildRemoteMounts(const std::string& snapshots_dir, Kind kind, int64_t id,
+                                     const std::vector<int64_t>& upper_parent_ids,
+                                     const std::string& rafs_dir, const Labels& labels,
+                                     const OverlayOptions& options);
+
 }  // namespace rfs::snapshotter

@@ -113,6 +113,22 @@ Result<std::unique_ptr<Snapshotter>> Snapshotter::Open(const Options& options) {
 
 Result<std::vector<Mount>> Snapshotter::Prepare(const std::string& key, const std::string& parent,
                                                 const Labels& labels) {
+  auto target = labels.find(kTargetRefLabel);
+  if (options_.remote != nullptr && target != labels.end() && labels.count(kNydusBlobLabel) != 0) {
+    // A RAFS data layer: nothing to download, its chunks are read on demand.
+    RETURN_IF_ERROR(Create(Kind::kActive, key, parent, labels).status());
+    Status c = Commit(target->second, key, labels);
+    if (!c.ok()) {
+      Status rm = Remove(key);
+      if (!rm.ok()) {
+        RFS_LOG(kWarning) << "remove \"" << key << "\": " << rm;
+      }
+      if (c.code() != base::StatusCode::kAlreadyExists) return c;
+    }
+    RFS_LOG(kDebug) << "remote RAFS data layer " << target->second << " committed";
+    return base::AlreadyExistsError("target snapshot \"", target->second,
+                                    "\" exists: a RAFS data layer is read on demand");
+  }
   return Create(Kind::kActive, key, parent, labels);
 }
 
@@ -123,6 +139,48 @@ Result<std::vector<Mount>> Snapshotter::View(const std::string& key, const std::
 
 Result<std::vector<Mount>> Snapshotter::Create(Kind kind, const std::string& key,
                                                const std::string& parent, const Labels& labels) {
+  ASSIGN_OR_RETURN(Plan plan, CreateLocked(kind, key, parent, labels));
+  Result<std::vector<Mount>> mounts = Realize(plan);
+  if (!mounts.ok()) {
+    // Nothing half-made stays behind.
+    Status rm = Remove(key);
+    if (!rm.ok()) {
+      RFS_LOG(kWarning) << "remove \"" << key << "\": " << rm;
+    }
+  }
+  return mounts;
+}
+
+Status Snapshotter::FindMeta(const MetadataStore::Snapshot& snap, Plan* plan) {
+  if (options_.remote == nullptr || snap.labels.count(kTargetRefLabel) != 0) return Status::Ok();
+  for (size_t i = 0; i < snap.parent_ids.size(); ++i) {
+    ASSIGN_OR_RETURN(Labels l, store_->LabelsOf(snap.parent_ids[i]));
+    if (l.count(kNydusBootstrapLabel) != 0) {
+      plan->meta_id = snap.parent_ids[i];
+      plan->meta_labels = std::move(l);
+      plan->above_meta.assign(snap.parent_ids.begin(), snap.parent_ids.begin() + i);
+      return Status::Ok();
+    }
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<Mount>> Snapshotter::Realize(const Plan& plan) {
+  if (plan.meta_id == 0) return plan.native;
+  const std::string layer = base::StrCat(snapshots_dir(), "/", plan.meta_id, "/fs");
+  Result<std::string> dir = options_.remote->Mount(plan.meta_id, layer, plan.meta_labels);
+  if (!dir.ok()) {
+    return Status(dir.status().code(),
+                  base::StrCat("the RAFS image of layer ", plan.meta_id,
+                               " cannot be served: ", dir.status().message()));
+  }
+  return BuildRemoteMounts(snapshots_dir(), plan.kind, plan.id, plan.above_meta, *dir,
+                           plan.labels, options_.overlay);
+}
+
+Result<Snapshotter::Plan> Snapshotter::CreateLocked(Kind kind, const std::string& key,
+                                                    const std::string& parent,
+                                                    const Labels& labels) {
   RETURN_IF_ERROR(CheckKeyArgs(key, parent, labels));
   const std::string dir = snapshots_dir();
   MutexLock lock(&mu_);
@@ -195,17 +253,36 @@ Result<std::vector<Mount>> Snapshotter::Create(Kind kind, const std::string& key
     return s;
   }
   RFS_LOG(kDebug) << "created " << KindName(kind) << " snapshot \"" << key << "\" id " << snap->id;
-  return BuildMounts(dir, kind, snap->id, snap->parent_ids, snap->labels, options_.overlay);
+  Plan plan;
+  plan.native = BuildMounts(dir, kind, snap->id, snap->parent_ids, snap->labels, options_.overlay);
+  plan.kind = kind;
+  plan.id = snap->id;
+  plan.labels = snap->labels;
+  s = FindMeta(*snap, &plan);
+  if (!s.ok()) {
+    // The snapshot is committed: report, and serve it natively.
+    RFS_LOG(kWarning) << "snapshot \"" << key << "\": looking for a RAFS meta layer: " << s;
+  }
+  return plan;
 }
 
 Result<std::vector<Mount>> Snapshotter::Mounts(const std::string& key) {
   RETURN_IF_ERROR(ValidateKey("key", key));
-  MutexLock lock(&mu_);
-  if (store_ == nullptr) return base::UnavailableError("snapshotter is closed");
-  ASSIGN_OR_RETURN(MetadataStore::Transaction tx, store_->Begin(false));
-  ASSIGN_OR_RETURN(MetadataStore::Snapshot snap, store_->GetSnapshot(key));
-  return BuildMounts(snapshots_dir(), snap.kind, snap.id, snap.parent_ids, snap.labels,
-                     options_.overlay);
+  Plan plan;
+  {
+    MutexLock lock(&mu_);
+    if (store_ == nullptr) return base::UnavailableError("snapshotter is closed");
+    ASSIGN_OR_RETURN(MetadataStore::Transaction tx, store_->Begin(false));
+    ASSIGN_OR_RETURN(MetadataStore::Snapshot snap, store_->GetSnapshot(key));
+    plan.native = BuildMounts(snapshots_dir(), snap.kind, snap.id, snap.parent_ids, snap.labels,
+                              options_.overlay);
+    plan.kind = snap.kind;
+    plan.id = snap.id;
+    plan.labels = snap.labels;
+    RETURN_IF_ERROR(FindMeta(snap, &plan));
+  }
+  // The same decision as Prepare/View; a missing instance is started again.
+  return Realize(plan);
 }
 
 Status Snapshotter::Commit(const std::string& name, const std::string& key, const Labels& labels) {
@@ -246,6 +323,14 @@ Status Snapshotter::Remove(const std::string& key) {
     ASSIGN_OR_RETURN(MetadataStore::Record rec, store_->Remove(key));
     RETURN_IF_ERROR(tx.Commit());
     RFS_LOG(kDebug) << "removed snapshot \"" << key << "\" id " << rec.id;
+    if (options_.remote != nullptr) {
+      // The last snapshot of a RAFS image (its meta snapshot, which has no
+      // children now) takes the image's instance with it.
+      Status u = options_.remote->Unmount(rec.id);
+      if (!u.ok()) {
+        RFS_LOG(kWarning) << "stop the RAFS instance of \"" << key << "\": " << u;
+      }
+    }
     if (options_.sync_remove) {
       std::string path = base::StrCat(snapshots_dir(), "/", rec.id);
       doomed = base::StrCat(snapshots_dir(), "/rm-", rec.id);
@@ -340,6 +425,11 @@ Result<std::vector<std::string>> Snapshotter::ClaimOrphans() {
 Status Snapshotter::DeleteClaimed(const std::vector<std::string>& names) {
   Status first;
   for (const std::string& n : names) {
+    // Mounts a dead process left inside (a RAFS instance) go first.
+    Status d = DetachMountsUnder(snapshots_dir() + "/" + n, "fuse.rafs");
+    if (!d.ok()) {
+      RFS_LOG(kWarning) << "cleanup: " << d;
+    }
     Status s = RemoveTree(snapshots_dir() + "/" + n);
     if (!s.ok()) {
       RFS_LOG(kWarning) << "cleanup: " << s;

@@ -32,6 +32,7 @@
 #include "snapshotter/filter.h"
 #include "snapshotter/metadata_store.h"
 #include "snapshotter/mounts.h"
+#include "snapshotter/remote_fs.h"
 #include "snapshotter/snapshot.h"
 
 namespace rfs::snapshotter {
@@ -45,6 +46,9 @@ class Snapshotter {
     OverlayOptions overlay;
     // Metadata in memory instead of root/metadata.db (unit tests).
     bool in_memory_store = false;
+    // Serves RAFS images lazily (remote_fs.h); null: every image is
+    // unpacked like with the overlayfs snapshotter.
+    std::shared_ptr<RemoteFs> remote;
   };
 
   // Creates the root (and missing parents, 0700) if missing, takes its lock (FailedPrecondition if
@@ -56,6 +60,14 @@ class Snapshotter {
   // Active snapshot `key` on committed `parent` ("" for none). Errors:
   // InvalidArgument (bad key/labels, parent not committed), NotFound
   // (parent), AlreadyExists (key).
+  //
+  // With a RemoteFs: a RAFS data layer being unpacked (labels
+  // kTargetRefLabel and kNydusBlobLabel) is committed at once under the
+  // target name and AlreadyExists is returned, as containerd expects of a
+  // remote layer; a snapshot whose parent chain holds a RAFS meta snapshot
+  // (and that is not itself a layer being unpacked) gets the image's RAFS
+  // mount as its lower layer; if the image cannot be served the snapshot is
+  // removed again and the error says why.
   base::Result<std::vector<Mount>> Prepare(const std::string& key, const std::string& parent,
                                            const Labels& labels);
   // Read-only View snapshot; same errors as Prepare.
@@ -91,6 +103,23 @@ class Snapshotter {
   // Renames orphan directories to rm-<name> (under the lock) and returns the
   // rm-* names to delete.
   base::Result<std::vector<std::string>> ClaimOrphans() EXCLUDES(mu_);
+
+  // What Prepare/View/Mounts decided for a snapshot.
+  struct Plan {
+    std::vector<Mount> native;
+    Kind kind = Kind::kUnknown;
+    int64_t id = 0;
+    Labels labels;
+    int64_t meta_id = 0;  // 0: not a RAFS image snapshot
+    Labels meta_labels;
+    std::vector<int64_t> above_meta;  // parents above the meta snapshot
+  };
+  // Finds the RAFS meta snapshot in `snap`'s parent chain.
+  base::Status FindMeta(const MetadataStore::Snapshot& snap, Plan* plan) REQUIRES(mu_);
+  // The mounts of a plan, starting the RAFS instance when it needs one.
+  base::Result<std::vector<Mount>> Realize(const Plan& plan) EXCLUDES(mu_);
+  base::Result<Plan> CreateLocked(Kind kind, const std::string& key, const std::string& parent,
+                                  const Labels& labels) EXCLUDES(mu_);
   base::Status DeleteClaimed(const std::vector<std::string>& names);
 
   const Options options_;

@@ -900,6 +900,17 @@ Result<std::unique_ptr<RafsMount>> RafsMount::Start(const MountOptions& options,
   return std::unique_ptr<RafsMount>(new RafsMount(std::move(impl)));
 }
 
+Result<std::unique_ptr<RafsMount>> RafsMount::Start(const MountOptions& options,
+                                                    const ImageSource& source) {
+  if (source.backend == nullptr) return base::InvalidArgumentError("mount: no blob backend");
+  ASSIGN_OR_RETURN(std::unique_ptr<meta::Metadata> meta,
+                   meta::OpenMetadataFile(source.bootstrap_path));
+  ASSIGN_OR_RETURN(std::unique_ptr<fs::Image> image,
+                   fs::Image::Open(std::shared_ptr<meta::Metadata>(std::move(meta)),
+                                   source.backend, source.fs, source.device));
+  return Start(options, std::shared_ptr<fs::Image>(std::move(image)));
+}
+
 Status RafsMount::Stop() {
   Impl& m = *impl_;
   if (m.se == nullptr) return Status::Ok();

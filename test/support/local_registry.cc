@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,8 +41,12 @@ base::Result<std::unique_ptr<LocalRegistry>> LocalRegistry::Start(const std::str
   r->port_ = FreeLoopbackPort();
   r->user_ = user;
   r->password_ = password;
+  if (::mkdir(workdir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return base::ErrnoToStatus(errno, "mkdir " + workdir);
+  }
   std::string config = workdir + "/registry.yml";
   std::ofstream c(config);
+  if (!c) return base::InternalError("cannot write ", config);
   c << "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
     << "storage:\n  filesystem:\n    rootdirectory: " << workdir << "/data\n"
     << "http:\n  addr: 127.0.0.1:" << r->port_ << "\n";

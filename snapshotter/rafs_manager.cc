@@ -1,0 +1,209 @@
+#include "snapshotter/rafs_manager.h"
+
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+
+#include "base/logging.h"
+#include "storage/credentials.h"
+#include "storage/registry_backend.h"
+
+namespace rfs::snapshotter {
+
+using base::MutexLock;
+using base::Result;
+using base::Status;
+
+namespace {
+
+bool Contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+std::string DefaultDockerConfig() {
+  const char* dc = std::getenv("DOCKER_CONFIG");
+  if (dc != nullptr && *dc) return std::string(dc) + "/config.json";
+  const char* home = std::getenv("HOME");
+  return std::string(home != nullptr && *home ? home : "/root") + "/.docker/config.json";
+}
+
+std::string MountDir(const std::string& snapshots_dir, int64_t id) {
+  return base::StrCat(snapshots_dir, "/", id, "/mnt");
+}
+
+}  // namespace
+
+RafsManager::RafsManager(RafsManagerOptions options) : options_(std::move(options)) {
+  m_instances_ = options_.metrics->GetGauge("rafs_snapshotter_instances",
+                                            "RAFS images served by the daemon");
+  m_start_failures_ = options_.metrics->GetCounter(
+      "rafs_snapshotter_instance_start_failures_total", "RAFS instances that failed to start");
+}
+
+Result<std::shared_ptr<RafsManager>> RafsManager::Create(RafsManagerOptions options) {
+  if (options.snapshots_dir.empty() || options.cache_dir.empty()) {
+    return base::InvalidArgumentError("rafs manager: snapshots and cache directories are needed");
+  }
+  if (::mkdir(options.cache_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return base::ErrnoToStatus(errno, "mkdir " + options.cache_dir);
+  }
+  std::shared_ptr<RafsManager> m(new RafsManager(std::move(options)));
+  storage::CacheManagerOptions co;
+  co.dir = m->options_.cache_dir;
+  co.max_bytes = m->options_.cache_max_bytes;
+  co.metrics = m->options_.metrics;
+  ASSIGN_OR_RETURN(m->cache_, storage::CacheManager::Open(co));
+  return m;
+}
+
+RafsManager::~RafsManager() {
+  MutexLock l(&mu_);
+  for (auto& [id, inst] : instances_) {
+    Status s = inst.mount->Stop();
+    if (!s.ok()) {
+      RFS_LOG(kWarning) << "stopping the RAFS instance of " << id << ": " << s;
+    }
+  }
+  instances_.clear();
+}
+
+Result<storage::ImageReference> RafsManager::ImageRefOf(const Labels& labels) {
+  for (const char* key : {kCriImageRefLabel, kStargzRefLabel}) {
+    auto it = labels.find(key);
+    if (it != labels.end() && !it->second.empty()) {
+      Result<storage::ImageReference> ref = storage::ParseImageReference(it->second);
+      if (!ref.ok()) return ref.status().WithContext(std::string("label ") + key);
+      return ref;
+    }
+  }
+  return base::FailedPreconditionError(
+      "the image reference is unknown: its layers carry no ", kCriImageRefLabel, " or ",
+      kStargzRefLabel,
+      " label; pull with a client that adds them (nerdctl, the CRI plugin, ctr-remote "
+      "image rpull)");
+}
+
+Result<std::string> RafsManager::FindBootstrap(const std::string& layer_dir) {
+  for (const char* rel : {"/image/image.boot", "/image.boot"}) {
+    const std::string p = layer_dir + rel;
+    struct stat st {};
+    if (::lstat(p.c_str(), &st) == 0) {
+      if (!S_ISREG(st.st_mode)) {
+        return base::DataLossError("bootstrap ", p, " is not a regular file");
+      }
+      return p;
+    }
+  }
+  return base::NotFoundError("no bootstrap (image/image.boot) in the RAFS meta layer ",
+                             layer_dir);
+}
+
+Result<std::shared_ptr<storage::BlobBackend>> RafsManager::RegistryBackendFor(
+    const storage::ImageReference& ref, const Labels& labels) {
+  if (options_.backend_factory) return options_.backend_factory(ref, labels);
+  storage::RegistryOptions o;
+  o.host = ref.ApiHost();
+  o.repository = ref.repository;
+  o.plain_http = Contains(options_.plain_http_hosts, ref.host);
+  o.skip_verify = Contains(options_.insecure_hosts, ref.host);
+  o.ca_file = options_.ca_file;
+  o.request_timeout = options_.request_timeout;
+  auto user = labels.find(kPullUsernameLabel);
+  auto secret = labels.find(kPullSecretLabel);
+  if (user != labels.end() && secret != labels.end()) {
+    auto creds = std::make_shared<storage::StaticCredentials>();
+    creds->Set(storage::NormalizeRegistryHost(ref.host),
+               storage::Credential{user->second, secret->second, ""});
+    o.credentials = creds;
+  } else {
+    const std::string path =
+        options_.docker_config.empty() ? DefaultDockerConfig() : options_.docker_config;
+    ASSIGN_OR_RETURN(auto creds, storage::DockerConfigCredentials::Load(path));
+    o.credentials = std::move(creds);
+  }
+  ASSIGN_OR_RETURN(auto backend, storage::RegistryBackend::Create(std::move(o)));
+  return std::shared_ptr<storage::BlobBackend>(std::move(backend));
+}
+
+Result<std::string> RafsManager::Mount(int64_t id, const std::string& layer_dir,
+                                       const Labels& labels) {
+  const std::string mnt = MountDir(options_.snapshots_dir, id);
+  MutexLock l(&mu_);
+  auto it = instances_.find(id);
+  if (it != instances_.end()) {
+    if (it->second.mount->serving()) return mnt;
+    // It ended (unmounted from outside, connection aborted): start afresh.
+    RFS_LOG(kWarning) << "RAFS instance of snapshot " << id << " stopped serving; restarting it";
+    Status s = it->second.mount->Stop();
+    if (!s.ok()) {
+      RFS_LOG(kWarning) << "stopping it: " << s;
+    }
+    instances_.erase(it);
+  }
+  auto fail = [this, id](const Status& s) {
+    m_start_failures_->Increment();
+    RFS_LOG(kError) << "cannot serve the RAFS image of snapshot " << id << ": " << s;
+    return s;
+  };
+  Result<storage::ImageReference> ref = ImageRefOf(labels);
+  if (!ref.ok()) return fail(ref.status());
+  Result<std::string> boot = FindBootstrap(layer_dir);
+  if (!boot.ok()) return fail(boot.status());
+  Result<std::shared_ptr<storage::BlobBackend>> backend = RegistryBackendFor(*ref, labels);
+  if (!backend.ok()) return fail(backend.status());
+  if (::mkdir(mnt.c_str(), 0755) != 0 && errno != EEXIST) {
+    return fail(base::ErrnoToStatus(errno, "mkdir " + mnt));
+  }
+  // A mount a dead predecessor left here cannot be served any more.
+  Result<bool> stale = rafs::IsMountPoint(mnt);
+  if (stale.ok() && *stale) {
+    RFS_LOG(kWarning) << "detaching a stale mount at " << mnt;
+    if (::umount2(mnt.c_str(), MNT_DETACH) != 0) {
+      return fail(base::ErrnoToStatus(errno, "umount stale " + mnt));
+    }
+  }
+  rafs::ImageSource src;
+  src.bootstrap_path = *boot;
+  src.backend = std::move(*backend);
+  src.device.cache_manager = cache_;
+  src.device.metrics = options_.metrics;
+  src.fs.mount_time = static_cast<uint64_t>(::time(nullptr));
+  rafs::MountOptions mo = options_.mount;
+  mo.mountpoint = mnt;
+  mo.metrics = options_.metrics;
+  mo.adopt_fd = -1;
+  mo.source = "rafs:" + ref->ToString();
+  Result<std::unique_ptr<rafs::RafsMount>> m = rafs::RafsMount::Start(mo, src);
+  if (!m.ok()) return fail(m.status());
+  instances_[id] = Instance{std::move(*m), ref->ToString()};
+  m_instances_->Set(static_cast<int64_t>(instances_.size()));
+  RFS_LOG(kInfo) << "serving " << ref->ToString() << " (snapshot " << id << ") at " << mnt;
+  return mnt;
+}
+
+Status RafsManager::Unmount(int64_t id) {
+  std::unique_ptr<rafs::RafsMount> doomed;
+  {
+    MutexLock l(&mu_);
+    auto it = instances_.find(id);
+    if (it == instances_.end()) return Status::Ok();
+    doomed = std::move(it->second.mount);
+    instances_.erase(it);
+    m_instances_->Set(static_cast<int64_t>(instances_.size()));
+  }
+  RFS_LOG(kInfo) << "stopping the RAFS instance of snapshot " << id;
+  return doomed->Stop();
+}
+
+std::vector<int64_t> RafsManager::Instances() {
+  MutexLock l(&mu_);
+  std::vector<int64_t> ids;
+  for (const auto& [id, inst] : instances_) ids.push_back(id);
+  return ids;
+}
+
+}  // namespace rfs::snapshotter

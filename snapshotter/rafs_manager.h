@@ -1,0 +1,80 @@
+// RafsManager: the RemoteFs of the daemon. One in-process RAFS mount
+// (rafs/mount.h) per image meta snapshot, at snapshots/<id>/mnt, reading
+// blobs lazily from the image's registry (image reference from the labels)
+// through a shared verified chunk cache.
+//
+// Credentials per instance, taken when it starts and kept for its lifetime
+// (reads hours later still authenticate): the meta snapshot's
+// pullusername/pullsecret labels first, else the docker config file, read
+// again at each start so that a refreshed login is picked up.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/metrics.h"
+#include "base/mutex.h"
+#include "rafs/mount.h"
+#include "snapshotter/remote_fs.h"
+#include "storage/blob_reader.h"
+#include "storage/image_ref.h"
+
+namespace rfs::snapshotter {
+
+struct RafsManagerOptions {
+  std::string snapshots_dir;  // <root>/snapshots
+  std::string cache_dir;      // <root>/cache
+  uint64_t cache_max_bytes = 0;
+  // Template for every mount (threads, timeouts, prefetch); mountpoint,
+  // metrics and adopt_fd are filled in per instance.
+  rafs::MountOptions mount;
+  // Registry access.
+  std::vector<std::string> plain_http_hosts;  // "127.0.0.1:5000"
+  std::vector<std::string> insecure_hosts;    // TLS without verification
+  std::string ca_file;
+  std::string docker_config;  // "" : $DOCKER_CONFIG or ~/.docker/config.json
+  std::chrono::milliseconds request_timeout{30000};
+  // Tests replace how blobs are reached; default: the image's registry.
+  std::function<base::Result<std::shared_ptr<storage::BlobBackend>>(
+      const storage::ImageReference& ref, const Labels& meta_labels)>
+      backend_factory;
+  base::MetricsRegistry* metrics = &base::MetricsRegistry::Global();
+};
+
+class RafsManager final : public RemoteFs {
+ public:
+  static base::Result<std::shared_ptr<RafsManager>> Create(RafsManagerOptions options);
+  ~RafsManager() override;  // stops every instance (the mounts go)
+
+  base::Result<std::string> Mount(int64_t id, const std::string& layer_dir,
+                                  const Labels& labels) override EXCLUDES(mu_);
+  base::Status Unmount(int64_t id) override EXCLUDES(mu_);
+  std::vector<int64_t> Instances() override EXCLUDES(mu_);
+
+  // The image reference a meta snapshot's labels name.
+  static base::Result<storage::ImageReference> ImageRefOf(const Labels& labels);
+  // snapshots/<id>/fs/image/image.boot, else the legacy <fs>/image.boot.
+  static base::Result<std::string> FindBootstrap(const std::string& layer_dir);
+
+ private:
+  explicit RafsManager(RafsManagerOptions options);
+  base::Result<std::shared_ptr<storage::BlobBackend>> RegistryBackendFor(
+      const storage::ImageReference& ref, const Labels& labels);
+
+  struct Instance {
+    std::unique_ptr<rafs::RafsMount> mount;
+    std::string image;
+  };
+  const RafsManagerOptions options_;
+  std::shared_ptr<storage::CacheManager> cache_;
+  base::Mutex mu_;  // held while an instance starts: one start at a time
+  std::map<int64_t, Instance> instances_ GUARDED_BY(mu_);
+  base::Gauge* m_instances_;
+  base::Counter* m_start_failures_;
+};
+
+}  // namespace rfs::snapshotter
