@@ -68,4 +68,8 @@ constexpr uint64_t AlignUp(uint64_t x, uint64_t a) { return (x + a - 1) / a * a;
 constexpr uint64_t CeilDiv(uint64_t a, uint64_t b) { return a / b + (a % b != 0 ? 1 : 0); }
 constexpr bool IsPowerOfTwo(uint64_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
+// "4096", "10G", "512MiB", "1KB": a byte count with an optional binary unit
+// (K, M, G, T: powers of 1024). kInvalidArgument naming the problem.
+Result<uint64_t> ParseByteSize(const std::string& text);
+
 }  // namespace rfs::base

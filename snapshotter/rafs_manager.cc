@@ -35,6 +35,26 @@ std::string MountDir(const std::string& snapshots_dir, int64_t id) {
   return base::StrCat(snapshots_dir, "/", id, "/mnt");
 }
 
+// The image of `labels`: from its labels, else named by `resolve`.
+Result<storage::ImageReference> ImageRefFor(
+    const Labels& labels,
+    const std::function<Result<std::string>(const Labels&)>& resolve) {
+  Result<storage::ImageReference> ref = RafsManager::ImageRefOf(labels);
+  if (ref.ok() || ref.status().code() != base::StatusCode::kFailedPrecondition || !resolve) {
+    return ref;
+  }
+  Result<std::string> name = resolve(labels);
+  if (!name.ok()) {
+    return Status(name.status().code(),
+                  base::StrCat("no ", kCriImageRefLabel,
+                               " label, and the image could not be named: ",
+                               name.status().message()));
+  }
+  ref = storage::ParseImageReference(*name);
+  if (!ref.ok()) return ref.status().WithContext("image name \"" + *name + "\"");
+  return ref;
+}
+
 }  // namespace
 
 RafsManager::RafsManager(RafsManagerOptions options) : options_(std::move(options)) {
@@ -48,8 +68,13 @@ Result<std::shared_ptr<RafsManager>> RafsManager::Create(RafsManagerOptions opti
   if (options.snapshots_dir.empty() || options.cache_dir.empty()) {
     return base::InvalidArgumentError("rafs manager: snapshots and cache directories are needed");
   }
-  if (::mkdir(options.cache_dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return base::ErrnoToStatus(errno, "mkdir " + options.cache_dir);
+  // mkdir -p (0700): the daemon's root may not exist yet on a first start.
+  for (size_t at = 1; at != std::string::npos;) {
+    at = options.cache_dir.find('/', at + 1);
+    const std::string dir = options.cache_dir.substr(0, at);
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      return base::ErrnoToStatus(errno, "mkdir " + dir);
+    }
   }
   std::shared_ptr<RafsManager> m(new RafsManager(std::move(options)));
   storage::CacheManagerOptions co;
@@ -149,7 +174,7 @@ Result<std::string> RafsManager::Mount(int64_t id, const std::string& layer_dir,
     RFS_LOG(kError) << "cannot serve the RAFS image of snapshot " << id << ": " << s;
     return s;
   };
-  Result<storage::ImageReference> ref = ImageRefOf(labels);
+  Result<storage::ImageReference> ref = ImageRefFor(labels, options_.resolve_image_ref);
   if (!ref.ok()) return fail(ref.status());
   Result<std::string> boot = FindBootstrap(layer_dir);
   if (!boot.ok()) return fail(boot.status());

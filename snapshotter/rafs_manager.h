@@ -3,6 +3,9 @@
 // blobs lazily from the image's registry (image reference from the labels)
 // through a shared verified chunk cache.
 //
+// Without a cri.image-ref (or stargz reference) label the image is named by
+// RafsManagerOptions::resolve_image_ref, when set.
+//
 // Credentials per instance, taken when it starts and kept for its lifetime
 // (reads hours later still authenticate): the meta snapshot's
 // pullusername/pullsecret labels first, else the docker config file, read
@@ -42,6 +45,11 @@ struct RafsManagerOptions {
   std::function<base::Result<std::shared_ptr<storage::BlobBackend>>(
       const storage::ImageReference& ref, const Labels& meta_labels)>
       backend_factory;
+  // Names the image of a meta snapshot whose labels carry no image reference
+  // (a plain `ctr image pull`): an image reference, e.g. asked of containerd
+  // (snapshotter/grpc/image_resolver.h). Called while the instance starts.
+  // Unset: such images cannot be served (kFailedPrecondition).
+  std::function<base::Result<std::string>(const Labels& meta_labels)> resolve_image_ref;
   base::MetricsRegistry* metrics = &base::MetricsRegistry::Global();
 };
 

@@ -2,6 +2,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "base/bytes.h"
+
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -23,6 +25,11 @@ root: /var/lib/containerd/io.containerd.snapshotter.v1.nydus
 
 # gRPC unix socket containerd dials ([proxy_plugins.nydus] address).
 address: /run/containerd-nydus/containerd-nydus-grpc.sock
+
+# containerd's own socket. When a pull did not label a RAFS image's layers
+# with the image reference (plain `ctr image pull`), containerd is asked
+# which of its images the layer belongs to. "" turns that off.
+containerd_address: /run/containerd/containerd.sock
 
 grpc:
   # Permissions of the socket (octal string) and its group (-1: unchanged).
@@ -52,6 +59,38 @@ snapshot:
   # "volatile" on every active overlay (otherwise only for snapshots labelled
   # containerd.io/snapshot/overlay.volatile).
   overlay_volatile: false
+
+rafs:
+  # Serve RAFS (nydus) images lazily from their registry. false: no layer is
+  # treated as remote (RAFS images then cannot run).
+  enable: true
+  # Verified chunk cache shared by all images; "" means <root>/cache.
+  cache_dir: ""
+  # Cap of the cache (10G, 512M; 0: none); least recently used blobs of
+  # images no longer mounted are evicted first.
+  cache_max_size: "0"
+  # FUSE worker threads per image.
+  fuse_threads: 8
+  # A read waiting longer than this for its chunks fails with EIO.
+  read_timeout_seconds: 60
+  # Background prefetch after an image is mounted: none, table (the image's
+  # prefetch list) or all (the list, then every file).
+  prefetch: table
+  prefetch_threads: 2
+  # Cap of prefetch traffic per image (50M = 50 MiB/s; 0: none).
+  prefetch_bandwidth: "0"
+
+registry:
+  # Registries spoken to over plain HTTP ("127.0.0.1:5000").
+  plain_http: []
+  # Registries whose TLS certificate is not verified.
+  insecure: []
+  # Extra CA bundle for registry TLS.
+  ca_file: ""
+  # docker config.json with credentials; "" means $DOCKER_CONFIG/config.json
+  # or ~/.docker/config.json. Read again for every image mounted.
+  docker_config: ""
+  request_timeout_seconds: 30
 )yaml";
 
 namespace {
@@ -106,6 +145,27 @@ class Reader {
     return Status::Ok();
   }
 
+  Status StringList(const YAML::Node& n, const std::string& key,
+                    std::vector<std::string>* out) const {
+    if (!n) return Status::Ok();
+    if (!n.IsSequence()) return Error(key, "expected a list of strings, got " + NodeText(n));
+    out->clear();
+    for (const auto& item : n) {
+      if (!item.IsScalar()) return Error(key, "expected strings, got " + NodeText(item));
+      out->push_back(item.Scalar());
+    }
+    return Status::Ok();
+  }
+
+  Status ByteSize(const YAML::Node& n, const std::string& key, uint64_t* out) const {
+    if (!n) return Status::Ok();
+    if (!n.IsScalar()) return Error(key, "expected a size like 10G, got " + NodeText(n));
+    Result<uint64_t> v = base::ParseByteSize(n.Scalar());
+    if (!v.ok()) return Error(key, v.status().message());
+    *out = *v;
+    return Status::Ok();
+  }
+
   Status Int(const YAML::Node& n, const std::string& key, long long lo, long long hi,
              long long* out) const {
     if (!n) return Status::Ok();
@@ -131,8 +191,10 @@ class Reader {
 Status Apply(const YAML::Node& root, const Reader& r, Config* c) {
   if (!root || root.IsNull()) return Status::Ok();
   if (!root.IsMap()) return r.Error("", "the document must be a map, got " + NodeText(root));
-  RETURN_IF_ERROR(
-      r.CheckKeys(root, "", {"version", "root", "address", "grpc", "log", "metrics", "snapshot"}));
+  RETURN_IF_ERROR(r.CheckKeys(root, "",
+                              {"version", "root", "address", "containerd_address", "grpc", "log",
+                               "metrics", "snapshot",
+                               "rafs", "registry"}));
   long long version = 1;
   RETURN_IF_ERROR(r.Int(root["version"], "version", 1, 1, &version));
   RETURN_IF_ERROR(r.String(root["root"], "root", &c->snapshotter.root));
@@ -141,6 +203,16 @@ Status Apply(const YAML::Node& root, const Reader& r, Config* c) {
   }
   RETURN_IF_ERROR(r.String(root["address"], "address", &c->server.socket_path));
   if (c->server.socket_path.empty()) return r.Error("address", "must not be empty");
+  RETURN_IF_ERROR(
+      r.String(root["containerd_address"], "containerd_address", &c->containerd_address));
+  if (!c->containerd_address.empty()) {
+    const std::string& a = c->containerd_address;
+    const std::string path = a.rfind("unix:", 0) == 0 ? a.substr(5) : a;
+    if (path.empty() || path[0] != '/') {
+      return r.Error("containerd_address",
+                     "\"" + a + "\" is not a unix socket path (/run/containerd/containerd.sock)");
+    }
+  }
 
   if (YAML::Node g = root["grpc"]) {
     if (!g.IsMap()) return r.Error("grpc", "expected a map, got " + NodeText(g));
@@ -201,6 +273,50 @@ Status Apply(const YAML::Node& root, const Reader& r, Config* c) {
                            &c->snapshotter.overlay.userxattr));
     RETURN_IF_ERROR(r.Bool(s["overlay_volatile"], "snapshot.overlay_volatile",
                            &c->snapshotter.overlay.volatile_all));
+  }
+  if (YAML::Node f = root["rafs"]) {
+    if (!f.IsMap()) return r.Error("rafs", "expected a map, got " + NodeText(f));
+    RETURN_IF_ERROR(r.CheckKeys(f, "rafs.",
+                                {"enable", "cache_dir", "cache_max_size", "fuse_threads",
+                                 "read_timeout_seconds", "prefetch", "prefetch_threads",
+                                 "prefetch_bandwidth"}));
+    RafsConfig& rc = c->rafs;
+    RETURN_IF_ERROR(r.Bool(f["enable"], "rafs.enable", &rc.enable));
+    RETURN_IF_ERROR(r.String(f["cache_dir"], "rafs.cache_dir", &rc.cache_dir));
+    if (!rc.cache_dir.empty() && rc.cache_dir[0] != '/') {
+      return r.Error("rafs.cache_dir", "\"" + rc.cache_dir + "\" is not an absolute path");
+    }
+    RETURN_IF_ERROR(r.ByteSize(f["cache_max_size"], "rafs.cache_max_size", &rc.cache_max_bytes));
+    long long v = rc.fuse_threads;
+    RETURN_IF_ERROR(r.Int(f["fuse_threads"], "rafs.fuse_threads", 1, 256, &v));
+    rc.fuse_threads = static_cast<int>(v);
+    v = rc.read_timeout_seconds;
+    RETURN_IF_ERROR(r.Int(f["read_timeout_seconds"], "rafs.read_timeout_seconds", 1, 86400, &v));
+    rc.read_timeout_seconds = static_cast<int>(v);
+    RETURN_IF_ERROR(r.String(f["prefetch"], "rafs.prefetch", &rc.prefetch));
+    if (rc.prefetch != "none" && rc.prefetch != "table" && rc.prefetch != "all") {
+      return r.Error("rafs.prefetch", "\"" + rc.prefetch + "\" is not none, table or all");
+    }
+    v = rc.prefetch_threads;
+    RETURN_IF_ERROR(r.Int(f["prefetch_threads"], "rafs.prefetch_threads", 1, 16, &v));
+    rc.prefetch_threads = static_cast<int>(v);
+    RETURN_IF_ERROR(
+        r.ByteSize(f["prefetch_bandwidth"], "rafs.prefetch_bandwidth", &rc.prefetch_bandwidth));
+  }
+  if (YAML::Node g = root["registry"]) {
+    if (!g.IsMap()) return r.Error("registry", "expected a map, got " + NodeText(g));
+    RETURN_IF_ERROR(r.CheckKeys(g, "registry.",
+                                {"plain_http", "insecure", "ca_file", "docker_config",
+                                 "request_timeout_seconds"}));
+    RafsConfig& rc = c->rafs;
+    RETURN_IF_ERROR(r.StringList(g["plain_http"], "registry.plain_http", &rc.plain_http_hosts));
+    RETURN_IF_ERROR(r.StringList(g["insecure"], "registry.insecure", &rc.insecure_hosts));
+    RETURN_IF_ERROR(r.String(g["ca_file"], "registry.ca_file", &rc.ca_file));
+    RETURN_IF_ERROR(r.String(g["docker_config"], "registry.docker_config", &rc.docker_config));
+    long long v = rc.request_timeout_seconds;
+    RETURN_IF_ERROR(
+        r.Int(g["request_timeout_seconds"], "registry.request_timeout_seconds", 1, 3600, &v));
+    rc.request_timeout_seconds = static_cast<int>(v);
   }
   return Status::Ok();
 }
@@ -271,6 +387,28 @@ MetricsHttpServer::Hooks SnapshotterMetricsHooks(snapshotter::Snapshotter* sn,
     return counts.ok() ? Status::Ok() : counts.status();
   };
   return h;
+}
+
+snapshotter::RafsManagerOptions RafsManagerOptionsFrom(const Config& config,
+                                                       base::MetricsRegistry* metrics) {
+  const RafsConfig& rc = config.rafs;
+  snapshotter::RafsManagerOptions o;
+  o.snapshots_dir = config.snapshotter.root + "/snapshots";
+  o.cache_dir = rc.cache_dir.empty() ? config.snapshotter.root + "/cache" : rc.cache_dir;
+  o.cache_max_bytes = rc.cache_max_bytes;
+  o.mount.threads = rc.fuse_threads;
+  o.mount.read_timeout = std::chrono::seconds(rc.read_timeout_seconds);
+  Result<rafs::fs::PrefetchPolicy> p = rafs::fs::ParsePrefetchPolicy(rc.prefetch);
+  o.mount.prefetch = p.ok() ? *p : rafs::fs::PrefetchPolicy::kTable;  // validated when parsed
+  o.mount.prefetch_options.threads = rc.prefetch_threads;
+  o.mount.prefetch_options.bandwidth_bytes_per_second = rc.prefetch_bandwidth;
+  o.plain_http_hosts = rc.plain_http_hosts;
+  o.insecure_hosts = rc.insecure_hosts;
+  o.ca_file = rc.ca_file;
+  o.docker_config = rc.docker_config;
+  o.request_timeout = std::chrono::seconds(rc.request_timeout_seconds);
+  o.metrics = metrics;
+  return o;
 }
 
 }  // namespace rfs::cmd

@@ -18,6 +18,7 @@
 #include "cmd/rafs-snapshotter/config.h"
 #include "cmd/common/metrics_http.h"
 #include "snapshotter/grpc/server.h"
+#include "snapshotter/rafs_manager.h"
 #include "snapshotter/snapshotter.h"
 
 namespace rfs::cmd {
@@ -125,13 +126,24 @@ int Run(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
+  base::MetricsRegistry& metrics = base::MetricsRegistry::Global();
+  std::shared_ptr<snapshotter::RafsManager> rafs;
+  if (config.rafs.enable) {
+    base::Result<std::shared_ptr<snapshotter::RafsManager>> m =
+        snapshotter::RafsManager::Create(RafsManagerOptionsFrom(config, &metrics));
+    if (!m.ok()) {
+      RFS_LOG(kError) << "cannot serve RAFS images: " << m.status();
+      return 1;
+    }
+    rafs = *m;
+    config.snapshotter.remote = rafs;
+  }
   base::Result<std::unique_ptr<snapshotter::Snapshotter>> sn =
       snapshotter::Snapshotter::Open(config.snapshotter);
   if (!sn.ok()) {
     RFS_LOG(kError) << "cannot open root: " << sn.status();
     return 1;
   }
-  base::MetricsRegistry& metrics = base::MetricsRegistry::Global();
   base::Result<std::unique_ptr<snapshotter::grpc::Server>> server =
       snapshotter::grpc::Server::Start(config.server, sn->get(), &metrics);
   if (!server.ok()) {
@@ -169,6 +181,8 @@ int Run(int argc, char** argv) {
   (*server)->Shutdown(config.shutdown_grace);
   server->reset();
   sn->reset();
+  // The RAFS mounts end with the process: unmount them cleanly.
+  rafs.reset();
   RFS_LOG(kInfo) << "stopped";
   return 0;
 }

@@ -214,41 +214,7 @@ int RunGc(const CacheArgs& args) {
 }  // namespace
 
 base::Result<uint64_t> ParseByteSize(const std::string& text) {
-  size_t pos = 0;
-  uint64_t v = 0;
-  while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
-    const uint64_t d = static_cast<uint64_t>(text[pos++] - '0');
-    if (v > (UINT64_MAX - d) / 10) {
-      return base::InvalidArgumentError("size '", text, "' is too large");
-    }
-    v = v * 10 + d;
-  }
-  if (pos == 0) {
-    return base::InvalidArgumentError("bad size '", text,
-                                      "' (a byte count, optionally with K, M, G or T: 10G)");
-  }
-  std::string unit = text.substr(pos);
-  int shift = -1;
-  if (unit.empty() || unit == "B") {
-    shift = 0;
-  } else {
-    const char c = static_cast<char>(std::toupper(static_cast<unsigned char>(unit[0])));
-    const std::string rest = unit.substr(1);
-    if (rest.empty() || rest == "B" || rest == "iB") {
-      if (c == 'K') shift = 10;
-      if (c == 'M') shift = 20;
-      if (c == 'G') shift = 30;
-      if (c == 'T') shift = 40;
-    }
-  }
-  if (shift < 0) {
-    return base::InvalidArgumentError("bad size '", text, "': unknown unit '", unit,
-                                      "' (K, M, G or T, powers of 1024)");
-  }
-  if (shift > 0 && v > (UINT64_MAX >> shift)) {
-    return base::InvalidArgumentError("size '", text, "' is too large");
-  }
-  return v << shift;
+  return base::ParseByteSize(text);
 }
 
 CLI::App* AddCacheCommand(CLI::App* app, CacheArgs* args) {

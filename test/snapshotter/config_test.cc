@@ -29,6 +29,26 @@ TEST(ConfigTest, DefaultsAreDocumentedValues) {
   EXPECT_EQ(empty->snapshotter.root, c.snapshotter.root);
 }
 
+TEST(ConfigTest, ContainerdAddress) {
+  EXPECT_EQ(DefaultConfig().containerd_address, "/run/containerd/containerd.sock");
+  auto c = ParseConfig("containerd_address: /srv/containerd.sock", "t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->containerd_address, "/srv/containerd.sock");
+  c = ParseConfig("containerd_address: unix:///srv/c.sock", "t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->containerd_address, "unix:///srv/c.sock");
+  c = ParseConfig("containerd_address: \"\"", "t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->containerd_address.empty());
+  for (const char* bad : {"containerd_address: relative.sock", "containerd_address: [a]",
+                          "containerd_address: \"unix:\""}) {
+    auto r = ParseConfig(bad, "t.yaml");
+    ASSERT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(r.status().message().find("key \"containerd_address\""), std::string::npos)
+        << r.status();
+  }
+}
+
 TEST(ConfigTest, EveryKeyParsed) {
   auto c = ParseConfig(R"(
 version: 1
@@ -91,6 +111,58 @@ TEST(ConfigTest, ErrorsNameTheKeyAndValue) {
     EXPECT_EQ(r.status().message().rfind("config f.yaml", 0), 0u) << r.status().message();
   }
   EXPECT_EQ(LoadConfig("/nonexistent/rafs.yaml").status().code(), StatusCode::kNotFound);
+}
+
+TEST(ConfigTest, RafsAndRegistryKeys) {
+  Config d = DefaultConfig();
+  EXPECT_TRUE(d.rafs.enable);
+  EXPECT_EQ(d.rafs.prefetch, "table");
+  EXPECT_EQ(d.rafs.cache_max_bytes, 0u);
+  auto o = RafsManagerOptionsFrom(d, &base::MetricsRegistry::Global());
+  EXPECT_EQ(o.cache_dir, d.snapshotter.root + "/cache");
+  EXPECT_EQ(o.snapshots_dir, d.snapshotter.root + "/snapshots");
+
+  auto c = ParseConfig(R"(
+root: /r
+rafs:
+  enable: false
+  cache_dir: /c
+  cache_max_size: 2G
+  fuse_threads: 3
+  read_timeout_seconds: 7
+  prefetch: all
+  prefetch_threads: 4
+  prefetch_bandwidth: 10M
+registry:
+  plain_http: ["127.0.0.1:5000", "localhost:5001"]
+  insecure: [reg.example]
+  ca_file: /ca.pem
+  docker_config: /dc.json
+  request_timeout_seconds: 9
+)",
+                       "t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->rafs.enable);
+  EXPECT_EQ(c->rafs.cache_max_bytes, 2ull << 30);
+  EXPECT_EQ(c->rafs.prefetch_bandwidth, 10ull << 20);
+  o = RafsManagerOptionsFrom(*c, &base::MetricsRegistry::Global());
+  EXPECT_EQ(o.cache_dir, "/c");
+  EXPECT_EQ(o.mount.threads, 3);
+  EXPECT_EQ(o.mount.read_timeout, std::chrono::seconds(7));
+  EXPECT_EQ(o.mount.prefetch, rafs::fs::PrefetchPolicy::kAll);
+  EXPECT_EQ(o.mount.prefetch_options.threads, 4);
+  EXPECT_EQ(o.plain_http_hosts, (std::vector<std::string>{"127.0.0.1:5000", "localhost:5001"}));
+  EXPECT_EQ(o.insecure_hosts, (std::vector<std::string>{"reg.example"}));
+  EXPECT_EQ(o.ca_file, "/ca.pem");
+  EXPECT_EQ(o.docker_config, "/dc.json");
+  EXPECT_EQ(o.request_timeout, std::chrono::seconds(9));
+
+  for (const char* bad : {"rafs: {prefetch: some}", "rafs: {cache_max_size: lots}",
+                          "rafs: {cache_dir: rel}", "registry: {plain_http: host}",
+                          "rafs: {fuse_threads: 0}", "registry: {bogus: 1}"}) {
+    auto r = ParseConfig(bad, "f.yaml");
+    EXPECT_FALSE(r.ok()) << bad;
+  }
 }
 
 TEST(ConfigTest, LoadFromFile) {

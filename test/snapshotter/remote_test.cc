@@ -6,6 +6,9 @@
 // image's mount, Mounts is idempotent and restarts a missing instance, a
 // failure to serve removes the snapshot again, removing the image stops it.
 //
+// RafsManagerTest: a meta snapshot without an image reference label is named
+// by RafsManagerOptions::resolve_image_ref.
+//
 // RafsEndToEndTest (root, FUSE, docker-registry) runs the real RafsManager:
 // an image built by the builder, its blob in a loopback registry, snapshots
 // created as containerd's unpacker creates them, the container's overlay
@@ -218,6 +221,71 @@ TEST(RemoteSnapshotNoRemoteTest, WithoutRemoteFsEverythingIsNative) {
   Labels data{{kNydusBlobLabel, "true"}, {kTargetRefLabel, "sha256:abc"}};
   auto r = (*sn)->Prepare("extract-a", "", data);
   ASSERT_TRUE(r.ok()) << r.status();  // unpacked like any layer
+}
+
+// Without an image reference label RafsManager asks resolve_image_ref: its
+// answer is where the blobs come from, its failure the reason it says.
+TEST(RafsManagerTest, ImageWithoutReferenceLabelIsNamedByTheResolver) {
+  testing::TempDir tmp;
+  base::MetricsRegistry metrics;
+  RafsManagerOptions mo;
+  mo.snapshots_dir = tmp.Sub("snapshots");
+  mo.cache_dir = tmp.Sub("cache");
+  mo.metrics = &metrics;
+  std::vector<Labels> asked;
+  base::Result<std::string> answer = base::NotFoundError("no image in containerd has it");
+  mo.resolve_image_ref = [&](const Labels& l) -> base::Result<std::string> {
+    asked.push_back(l);
+    return answer;
+  };
+  std::string backend_for;
+  mo.backend_factory = [&](const storage::ImageReference& ref, const Labels&)
+      -> base::Result<std::shared_ptr<storage::BlobBackend>> {
+    backend_for = ref.ToString();
+    return base::UnavailableError("test: stop before mounting");
+  };
+  auto manager = RafsManager::Create(mo);
+  ASSERT_TRUE(manager.ok()) << manager.status();
+  const std::string layer = tmp.Sub("layer");
+  ASSERT_EQ(::mkdir(layer.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((layer + "/image").c_str(), 0755), 0);
+  testing::WriteFileBytes(layer + "/image/image.boot", {0});
+  Labels meta{{kNydusBootstrapLabel, "true"}, {kTargetRefLabel, "sha256:meta"}};
+
+  auto m = (*manager)->Mount(1, layer, meta);
+  ASSERT_EQ(m.status().code(), StatusCode::kNotFound) << m.status();
+  EXPECT_NE(m.status().message().find(std::string("no ") + kCriImageRefLabel + " label"),
+            std::string::npos)
+      << m.status();
+  EXPECT_NE(m.status().message().find("no image in containerd has it"), std::string::npos);
+  ASSERT_EQ(asked.size(), 1u);
+  EXPECT_EQ(asked[0], meta);
+
+  answer = std::string("127.0.0.1:5000/team/app:1");
+  m = (*manager)->Mount(1, layer, meta);
+  EXPECT_EQ(m.status().code(), StatusCode::kUnavailable) << m.status();
+  EXPECT_EQ(backend_for, "127.0.0.1:5000/team/app:1");
+
+  answer = std::string("Not A Reference");
+  m = (*manager)->Mount(1, layer, meta);
+  EXPECT_EQ(m.status().code(), StatusCode::kInvalidArgument) << m.status();
+  EXPECT_NE(m.status().message().find("Not A Reference"), std::string::npos) << m.status();
+
+  // A label wins; the resolver is not asked.
+  asked.clear();
+  Labels labelled = meta;
+  labelled[kCriImageRefLabel] = "127.0.0.1:5000/other:2";
+  m = (*manager)->Mount(1, layer, labelled);
+  EXPECT_EQ(m.status().code(), StatusCode::kUnavailable) << m.status();
+  EXPECT_EQ(backend_for, "127.0.0.1:5000/other:2");
+  EXPECT_TRUE(asked.empty());
+
+  // No resolver: the label is required.
+  mo.resolve_image_ref = nullptr;
+  mo.cache_dir = tmp.Sub("cache2");
+  auto plain = RafsManager::Create(mo);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ((*plain)->Mount(1, layer, meta).status().code(), StatusCode::kFailedPrecondition);
 }
 
 // ---------------------------------------------------------------------------
