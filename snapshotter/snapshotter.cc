@@ -157,6 +157,12 @@ Status Snapshotter::FindMeta(const MetadataStore::Snapshot& snap, Plan* plan) {
     ASSIGN_OR_RETURN(Labels l, store_->LabelsOf(snap.parent_ids[i]));
     if (l.count(kNydusBootstrapLabel) != 0) {
       plan->meta_id = snap.parent_ids[i];
+      // A client may name the image on the container's snapshot instead
+      // (`ctr run --snapshotter-label containerd.io/snapshot/cri.image-ref=...`).
+      for (const char* key : {kCriImageRefLabel, kPullUsernameLabel, kPullSecretLabel}) {
+        auto own = snap.labels.find(key);
+        if (own != snap.labels.end() && l.count(key) == 0) l[key] = own->second;
+      }
       plan->meta_labels = std::move(l);
       plan->above_meta.assign(snap.parent_ids.begin(), snap.parent_ids.begin() + i);
       return Status::Ok();

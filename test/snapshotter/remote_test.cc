@@ -182,6 +182,14 @@ TEST_F(RemoteSnapshotTest, ContainerGetsOverlayOnTheImageMount) {
   ASSERT_EQ(fake_->unmounted.size(), before + 1);
 }
 
+TEST_F(RemoteSnapshotTest, ContainerLabelsCanNameTheImage) {
+  const std::string meta = Unpack();  // no image reference on the layers
+  auto m = sn_->Prepare("container-1", meta, {{kCriImageRefLabel, "127.0.0.1:1/x:y"}});
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(fake_->last_labels.at(kCriImageRefLabel), "127.0.0.1:1/x:y");
+  EXPECT_EQ(fake_->last_labels.count(kNydusBootstrapLabel), 1u);
+}
+
 TEST_F(RemoteSnapshotTest, FailureToServeRemovesTheSnapshotAndSaysWhy) {
   const std::string meta = Unpack();
   fake_->fail_with = base::FailedPreconditionError("the image reference is unknown");
