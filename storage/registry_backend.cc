@@ -98,6 +98,21 @@ std::pair<std::string, std::map<std::string, std::string>> ParseChallenge(const 
   return {scheme, params};
 }
 
+// httplib's error names ("Connection", "SSLConnection") as words.
+std::string_view Describe(httplib::Error e) {
+  switch (e) {
+    case httplib::Error::Connection: return "cannot connect";
+    case httplib::Error::ConnectionTimeout: return "connect timed out";
+    case httplib::Error::Read: return "connection failed or timed out reading the response";
+    case httplib::Error::Write: return "connection failed sending the request";
+    case httplib::Error::SSLConnection: return "TLS handshake failed";
+    case httplib::Error::SSLLoadingCerts: return "cannot load the CA certificates";
+    case httplib::Error::SSLServerVerification: return "TLS certificate verification failed";
+    case httplib::Error::Compression: return "response decompression failed";
+    default: return "request failed";
+  }
+}
+
 std::chrono::milliseconds Cap(std::chrono::milliseconds want, const base::Deadline& d) {
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(d.Remaining());
   return std::max(std::chrono::milliseconds(1), std::min(want, left));
@@ -201,7 +216,7 @@ Result<RegistryBackend::Response> RegistryBackend::Request(
     if (ctx.deadline.Expired()) {
       return base::DeadlineExceededError(target.origin, ": deadline passed during the request");
     }
-    return base::UnavailableError(target.origin, ": ", httplib::to_string(r.error()));
+    return base::UnavailableError(target.origin, ": ", Describe(r.error()));
   }
   return resp;
 }
