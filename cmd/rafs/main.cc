@@ -18,6 +18,7 @@
 #include "cmd/rafs/exit.h"
 #include "cmd/rafs/mount_cmd.h"
 #include "cmd/rafs/print.h"
+#include "cmd/rafs/remote_image.h"
 #include "rafs/fs/checker.h"
 #include "rafs/fs/extractor.h"
 #include "rafs/fs/image.h"
@@ -34,14 +35,14 @@ const char kExitHelp[] =
     "Exit codes: 0 success; 1 error (missing file, bad argument, i/o failure); 2 bad usage; "
     "3 the image or a blob is corrupt (failed validation or a digest mismatch).";
 
+const char kImageHelp[] =
+    "bootstrap, blob, or registry://HOST[:PORT]/REPOSITORY[:TAG|@sha256:DIGEST]";
+
 struct BlobArgs {
   std::string blob_dir;
   std::vector<std::string> blob_files;
   std::string registry;  // HOST[:PORT]/REPOSITORY
-  bool plain_http = false;
-  bool insecure = false;
-  std::string ca_file;
-  std::string docker_config;
+  RegistryAccess access;
   std::string cache_dir;
   std::string cache_max_size;
 };
@@ -52,47 +53,13 @@ void AddBlobOptions(CLI::App* app, BlobArgs* args) {
   app->add_option("--blob", args->blob_files,
                   "a blob file, in blob table order (repeatable; overrides --blob-dir)");
   app->add_option("--registry", args->registry,
-                  "read blobs lazily from a registry: HOST[:PORT]/REPOSITORY");
-  app->add_flag("--plain-http", args->plain_http, "talk to the registry over plain HTTP");
-  app->add_flag("--insecure", args->insecure, "accept any TLS certificate from the registry");
-  app->add_option("--ca-file", args->ca_file, "extra CA bundle for the registry");
-  app->add_option("--docker-config", args->docker_config,
-                  "docker config.json with registry credentials (default: "
-                  "$DOCKER_CONFIG/config.json or ~/.docker/config.json)");
+                  "read blobs lazily from a registry: HOST[:PORT]/REPOSITORY (default for a "
+                  "registry:// IMAGE: its repository)");
+  AddRegistryAccessOptions(app, &args->access);
   app->add_option("--cache-dir", args->cache_dir,
                   "keep verified chunks in this directory (reused by later runs)");
   app->add_option("--cache-max-size", args->cache_max_size,
                   "cap the cache directory (10G, 512M): least recently used blobs are evicted");
-}
-
-base::Result<std::shared_ptr<storage::BlobBackend>> RegistryBackendFor(const BlobArgs& args) {
-  const size_t slash = args.registry.find('/');
-  if (slash == std::string::npos || slash == 0 || slash + 1 == args.registry.size()) {
-    return base::InvalidArgumentError("--registry wants HOST[:PORT]/REPOSITORY, got '",
-                                      args.registry, "'");
-  }
-  storage::RegistryOptions o;
-  o.host = args.registry.substr(0, slash);
-  o.repository = args.registry.substr(slash + 1);
-  o.plain_http = args.plain_http;
-  o.skip_verify = args.insecure;
-  o.ca_file = args.ca_file;
-  std::string config = args.docker_config;
-  if (config.empty()) {
-    const char* dc = std::getenv("DOCKER_CONFIG");
-    const char* home = std::getenv("HOME");
-    if (dc != nullptr && *dc) {
-      config = std::string(dc) + "/config.json";
-    } else if (home != nullptr && *home) {
-      config = std::string(home) + "/.docker/config.json";
-    }
-  }
-  if (!config.empty()) {
-    ASSIGN_OR_RETURN(auto creds, storage::DockerConfigCredentials::Load(config));
-    o.credentials = std::move(creds);
-  }
-  ASSIGN_OR_RETURN(auto backend, storage::RegistryBackend::Create(std::move(o)));
-  return std::shared_ptr<storage::BlobBackend>(std::move(backend));
 }
 
 std::string DirName(const std::string& path) {
@@ -101,7 +68,17 @@ std::string DirName(const std::string& path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
-base::Result<std::shared_ptr<rafs::meta::Metadata>> LoadMetadata(const std::string& image) {
+// IMAGE is a file, or registry://... (then *registry is its repository).
+base::Result<std::shared_ptr<rafs::meta::Metadata>> LoadMetadata(
+    const std::string& image, const RegistryAccess& access,
+    std::shared_ptr<storage::BlobBackend>* registry = nullptr) {
+  if (IsRegistryImage(image)) {
+    ASSIGN_OR_RETURN(RegistryImage remote, FetchRegistryImage(image, access));
+    auto m = rafs::meta::OpenMetadata(std::move(remote.bootstrap));
+    if (!m.ok()) return m.status().WithContext(image + ": bootstrap");
+    if (registry != nullptr) *registry = std::move(remote.backend);
+    return std::shared_ptr<rafs::meta::Metadata>(std::move(*m));
+  }
   ASSIGN_OR_RETURN(auto m, rafs::meta::OpenMetadataFile(image));
   return std::shared_ptr<rafs::meta::Metadata>(std::move(m));
 }
@@ -110,7 +87,8 @@ base::Result<std::shared_ptr<rafs::meta::Metadata>> LoadMetadata(const std::stri
 base::Result<std::unique_ptr<rafs::fs::Image>> OpenImage(const std::string& image,
                                                          const BlobArgs& args,
                                                          rafs::fs::FsOptions fs_options = {}) {
-  ASSIGN_OR_RETURN(auto meta, LoadMetadata(image));
+  std::shared_ptr<storage::BlobBackend> image_registry;
+  ASSIGN_OR_RETURN(auto meta, LoadMetadata(image, args.access, &image_registry));
   std::map<std::string, std::string> files;
   const auto& blobs = meta->blobs();
   if (args.blob_files.size() > blobs.size()) {
@@ -122,16 +100,19 @@ base::Result<std::unique_ptr<rafs::fs::Image>> OpenImage(const std::string& imag
   }
   // A blob with inlined metadata given as IMAGE serves its own chunks.
   for (const auto& b : blobs) {
-    if (!files.count(b.info.blob_id) && b.stored_id != b.info.blob_id) {
+    if (!files.count(b.info.blob_id) && b.stored_id != b.info.blob_id && !image_registry) {
       files[b.info.blob_id] = image;
     }
   }
   std::shared_ptr<storage::BlobBackend> backend;
   if (!args.registry.empty()) {
-    ASSIGN_OR_RETURN(backend, RegistryBackendFor(args));
+    ASSIGN_OR_RETURN(backend, RegistryBackendFor(args.registry, args.access));
+  } else if (image_registry != nullptr && args.blob_dir.empty() && args.blob_files.empty()) {
+    backend = std::move(image_registry);  // blobs from the image's repository
   } else {
     backend = std::make_shared<storage::LocalFsBackend>(
-        args.blob_dir.empty() ? DirName(image) : args.blob_dir, std::move(files));
+        args.blob_dir.empty() && !image_registry ? DirName(image) : args.blob_dir,
+        std::move(files));
   }
   storage::DeviceOptions device;
   device.cache_dir = args.cache_dir;
@@ -164,8 +145,8 @@ base::Status CountTree(const rafs::meta::Metadata& m, TreeCounts* c) {
   return rafs::meta::WalkTree(m, "/", cb);
 }
 
-int RunInspect(const std::string& image, bool json) {
-  auto meta = LoadMetadata(image);
+int RunInspect(const std::string& image, const RegistryAccess& access, bool json) {
+  auto meta = LoadMetadata(image, access);
   if (!meta.ok()) return Fail("inspect", meta.status());
   TreeCounts counts;
   base::Status s = CountTree(**meta, &counts);
@@ -178,8 +159,9 @@ int RunInspect(const std::string& image, bool json) {
   return kExitOk;
 }
 
-int RunLs(const std::string& image, const std::string& path, bool recursive, bool json) {
-  auto meta = LoadMetadata(image);
+int RunLs(const std::string& image, const RegistryAccess& access, const std::string& path,
+          bool recursive, bool json) {
+  auto meta = LoadMetadata(image, access);
   if (!meta.ok()) return Fail("ls", meta.status());
   const rafs::meta::Metadata& m = **meta;
   nlohmann::json out = nlohmann::json::array();
@@ -302,8 +284,10 @@ int RunExtract(const std::string& image, const std::string& target, const BlobAr
 
 int Main(int argc, char** argv) {
   CLI::App app{"rafs: inspect, check, list, read and extract RAFS (nydus) images.\n"
-               "IMAGE is a bootstrap (v5 or v6), a plain EROFS image, or a data blob with an "
-               "inlined bootstrap."};
+               "IMAGE is a bootstrap (v5 or v6), a plain EROFS image, a data blob with an "
+               "inlined bootstrap, or an image in a registry: "
+               "registry://HOST[:PORT]/REPOSITORY[:TAG|@sha256:DIGEST] (bootstrap from the "
+               "image, blobs read lazily from its repository)."};
   app.footer(kExitHelp);
   app.require_subcommand(1);
   std::string log_level = "warn";
@@ -315,30 +299,32 @@ int Main(int argc, char** argv) {
   BlobArgs blobs;
 
   auto* inspect = app.add_subcommand("inspect", "show superblock, blob table and counts");
-  inspect->add_option("IMAGE", image, "bootstrap or blob")->required();
+  inspect->add_option("IMAGE", image, kImageHelp)->required();
   inspect->add_flag("--json", json, "JSON output");
+  AddRegistryAccessOptions(inspect, &blobs.access);
 
   auto* ls = app.add_subcommand("ls", "list entries with attributes, symlinks and xattrs");
-  ls->add_option("IMAGE", image, "bootstrap or blob")->required();
+  ls->add_option("IMAGE", image, kImageHelp)->required();
   ls->add_option("PATH", path, "path inside the image")->capture_default_str();
   ls->add_flag("-R,--recursive", recursive, "list the whole subtree");
   ls->add_flag("--json", json, "JSON output");
+  AddRegistryAccessOptions(ls, &blobs.access);
 
   auto* cat = app.add_subcommand("cat", "write a file's contents to stdout");
-  cat->add_option("IMAGE", image, "bootstrap or blob")->required();
+  cat->add_option("IMAGE", image, kImageHelp)->required();
   cat->add_option("PATH", path, "file inside the image")->required();
   AddBlobOptions(cat, &blobs);
 
   auto* check = app.add_subcommand(
       "check", "validate all metadata and verify every chunk digest (v5: inode digests too)");
-  check->add_option("IMAGE", image, "bootstrap or blob")->required();
+  check->add_option("IMAGE", image, kImageHelp)->required();
   check->add_flag("--json", json, "JSON output");
   check->add_flag("--metadata-only", metadata_only, "do not read chunk data");
   AddBlobOptions(check, &blobs);
 
   auto* extract = app.add_subcommand(
       "extract", "unpack the tree into DIR (modes, owners, times, xattrs, devices, hard links)");
-  extract->add_option("IMAGE", image, "bootstrap or blob")->required();
+  extract->add_option("IMAGE", image, kImageHelp)->required();
   extract->add_option("DIR", target, "empty or new target directory")->required();
   extract->add_flag("--no-owners", no_owners, "do not set file owners");
   extract->add_flag("--no-devices", no_devices, "skip device nodes");
@@ -355,7 +341,7 @@ int Main(int argc, char** argv) {
   MountArgs mount_args;
   auto* mount = app.add_subcommand(
       "mount", "serve the image read-only over FUSE at MOUNTPOINT, fetching chunks on demand");
-  mount->add_option("IMAGE", mount_args.image, "bootstrap or blob")->required();
+  mount->add_option("IMAGE", mount_args.image, kImageHelp)->required();
   AddMountOptions(mount, &mount_args);
   AddBlobOptions(mount, &blobs);
 
@@ -376,8 +362,8 @@ int Main(int argc, char** argv) {
   }
   base::SetMinLogLevel(level);
 
-  if (*inspect) return RunInspect(image, json);
-  if (*ls) return RunLs(image, path, recursive, json);
+  if (*inspect) return RunInspect(image, blobs.access, json);
+  if (*ls) return RunLs(image, blobs.access, path, recursive, json);
   if (*cat) return RunCat(image, path, blobs);
   if (*check) return RunCheck(image, blobs, json, metadata_only);
   if (*extract) return RunExtract(image, target, blobs, no_owners, no_devices);
