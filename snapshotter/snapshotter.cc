@@ -113,6 +113,11 @@ Result<std::unique_ptr<Snapshotter>> Snapshotter::Open(const Options& options) {
 
 Result<std::vector<Mount>> Snapshotter::Prepare(const std::string& key, const std::string& parent,
                                                 const Labels& labels) {
+  if (base::MinLogLevel() <= base::LogLevel::kDebug) {
+    std::string keys;
+    for (const auto& [k, v] : labels) keys += (keys.empty() ? "" : " ") + k;
+    RFS_LOG(kDebug) << "prepare \"" << key << "\" labels: " << keys;
+  }
   auto target = labels.find(kTargetRefLabel);
   if (options_.remote != nullptr && target != labels.end() && labels.count(kNydusBlobLabel) != 0) {
     // A RAFS data layer: nothing to download, its chunks are read on demand.

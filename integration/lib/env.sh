@@ -5,11 +5,12 @@
 # pids recorded here) on exit.
 #
 # Source it with BUILD set to the CMake build dir. Needs root, containerd,
-# runc, docker-registry, busybox-static, curl, python3.
+# runc, docker-registry, busybox-static, curl, python3, ctr-remote
+# (stargz-snapshotter).
 set -euo pipefail
 
 [ "$(id -u)" = 0 ] || { echo "integration: needs root" >&2; exit 2; }
-for c in containerd ctr runc docker-registry curl python3; do
+for c in containerd ctr ctr-remote runc docker-registry curl python3; do
   command -v "$c" >/dev/null || { echo "integration: missing $c (bash .ci/setup)" >&2; exit 2; }
 done
 [ -x /bin/busybox ] || { echo "integration: missing /bin/busybox (busybox-static)" >&2; exit 2; }
@@ -92,6 +93,8 @@ start_snapshotter() {
   cat >"$W/sn-config.yaml" <<EOC
 log: {level: debug}
 metrics: {address: "127.0.0.1:$METRICS_PORT"}
+registry: {plain_http: ["$REG"], docker_config: "$W/no-docker-config.json"}
+${SN_EXTRA_CONFIG:-}
 EOC
   "$DAEMON" --address "$SN_SOCK" --root "$SN_ROOT" --config "$W/sn-config.yaml" >>"$W/snapshotter.log" 2>&1 &
   PIDS[snapshotter]=$!
