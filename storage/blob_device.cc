@@ -203,7 +203,7 @@ Status BlobDevice::FetchOneVerified(Blob* blob, const ChunkInfo& c, MutableByteS
   for (int attempt = 0; attempt < std::max(1, options_.verify_attempts); ++attempt) {
     m_.requests[src]->Increment();
     m_.bytes[src]->Increment(c.compressed_size);
-    last = AsDataLoss(storage::ReadChunk(*blob->reader, *blob->info, c, out));
+    last = AsDataLoss(storage::ReadChunk(*blob->reader, *blob->info, c, out, ctx));
     if (last.ok() || last.code() != base::StatusCode::kDataLoss) return last;
     m_.verify_failures->Increment();
   }

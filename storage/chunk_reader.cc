@@ -52,7 +52,7 @@ Status DecodeChunk(const BlobInfo& blob, const ChunkInfo& chunk, ByteSpan stored
 }
 
 Status ReadChunk(BlobReader& reader, const BlobInfo& blob, const ChunkInfo& chunk,
-                 MutableByteSpan out) {
+                 MutableByteSpan out, const IoContext& ctx) {
   if (out.size() != chunk.uncompressed_size) {
     return base::InternalError("chunk buffer of ", out.size(), " bytes for a chunk of ",
                                chunk.uncompressed_size);
@@ -70,12 +70,12 @@ Status ReadChunk(BlobReader& reader, const BlobInfo& blob, const ChunkInfo& chun
   };
   if (!chunk.compressed) {
     // Raw chunks are read straight into the output, then verified.
-    Status s = reader.ReadAt(chunk.compressed_offset, out);
+    Status s = reader.ReadAt(chunk.compressed_offset, out, ctx);
     if (!s.ok()) return read_error(s);
     return DecodeChunk(blob, chunk, ByteSpan(out.data(), out.size()), out);
   }
   std::vector<uint8_t> stored(chunk.compressed_size);
-  Status s = reader.ReadAt(chunk.compressed_offset, stored);
+  Status s = reader.ReadAt(chunk.compressed_offset, stored, ctx);
   if (!s.ok()) return read_error(s);
   return DecodeChunk(blob, chunk, stored, out);
 }

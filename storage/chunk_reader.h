@@ -18,10 +18,11 @@
 namespace rfs::storage {
 
 // Reads one chunk into `out` (exactly chunk.uncompressed_size bytes):
-// stored bytes from `reader`, decompressed with blob.compressor when the
-// chunk is compressed, then checked against chunk.digest.
+// stored bytes from `reader` (within ctx's deadline), decompressed with
+// blob.compressor when the chunk is compressed, then checked against
+// chunk.digest.
 base::Status ReadChunk(BlobReader& reader, const BlobInfo& blob, const ChunkInfo& chunk,
-                       base::MutableByteSpan out);
+                       base::MutableByteSpan out, const IoContext& ctx);
 
 // Verifies `data` (uncompressed chunk bytes) against the chunk's digest.
 base::Status VerifyChunk(const BlobInfo& blob, const ChunkInfo& chunk, base::ByteSpan data);

@@ -189,6 +189,7 @@ Result<RegistryBackend::Response> RegistryBackend::Request(
   for (const auto& [k, v] : headers) h.emplace(k, v);
   Response resp;
   bool deliver = false;
+  bool deadline_hit = false;
   auto on_response = [&](const httplib::Response& r) {
     resp.status = r.status;
     for (const auto& [k, v] : r.headers) resp.headers[Lower(k)] = v;
@@ -197,6 +198,11 @@ Result<RegistryBackend::Response> RegistryBackend::Request(
     return true;
   };
   auto on_body = [&](const char* data, size_t n) {
+    // Read timeouts bound each read, not a body that trickles in.
+    if (ctx.deadline.Expired()) {
+      deadline_hit = true;
+      return false;
+    }
     resp.body_bytes += n;
     if (deliver) return sink->data(data, n);
     return resp.body_bytes <= (64u << 10);  // error bodies are small; stop a flood
@@ -209,6 +215,10 @@ Result<RegistryBackend::Response> RegistryBackend::Request(
     if (r) on_response(*r);
   } else {
     return base::InternalError("unsupported method ", method);
+  }
+  if (deadline_hit) {
+    return base::DeadlineExceededError(target.origin, ": deadline passed while receiving ",
+                                       target.path.substr(0, target.path.find('?')));
   }
   if (!r) {
     // Canceled means the sink stopped reading: the caller decides.
