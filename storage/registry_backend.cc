@@ -239,9 +239,9 @@ std::string RegistryBackend::CachedAuthorization() {
   return authorization_;
 }
 
-void RegistryBackend::DropAuthorization() {
+void RegistryBackend::DropAuthorization(const std::string& failed) {
   MutexLock lock(&mu_);
-  authorization_.clear();
+  if (authorization_ == failed) authorization_.clear();
 }
 
 std::optional<RegistryBackend::Target> RegistryBackend::CachedRedirect(const std::string& id) {
@@ -260,8 +260,12 @@ void RegistryBackend::SetRedirect(const std::string& id, std::optional<Target> t
   }
 }
 
-Status RegistryBackend::Authenticate(const std::string& challenge, const IoContext& ctx) {
+Status RegistryBackend::Authenticate(const std::string& challenge, const IoContext& ctx,
+                                     const std::string& failed) {
   MutexLock single_flight(&auth_mu_);
+  if (const std::string now = CachedAuthorization(); !now.empty() && now != failed) {
+    return Status::Ok();  // answered by another caller while we waited
+  }
   auto [scheme, params] = ParseChallenge(challenge);
   std::optional<Credential> cred;
   if (options_.credentials != nullptr) {
@@ -363,14 +367,15 @@ Result<RegistryBackend::Response> RegistryBackend::Send(
       auto challenge = r.headers.find("www-authenticate");
       if (!auth.empty()) {
         // Stale credentials (or a misleading challenge answering them):
-        // drop them and ask again without, to get the real challenge.
-        DropAuthorization();
+        // drop them and ask again, with what another caller may have
+        // fetched meanwhile, else without, to get the real challenge.
+        DropAuthorization(auth);
         if (attempt == 0) continue;
       }
       if (challenge == r.headers.end()) {
         return base::UnauthenticatedError(what, ": 401 without a challenge");
       }
-      RETURN_IF_ERROR(Authenticate(challenge->second, ctx));
+      RETURN_IF_ERROR(Authenticate(challenge->second, ctx, auth));
       continue;
     }
     if (r.status >= 300 && r.status < 400 && r.status != 304) {

@@ -4,13 +4,17 @@
 // One attempt (TryReadAt) does: the request with the cached authorization
 // for the repository's pull scope; on 401 the challenge is answered (Bearer:
 // a token from the realm, GET then POST form; Basic: the credentials) and the
-// request is sent once more; on a 3xx redirect the Location is fetched
-// without registry authorization and remembered per blob (dropped when it
-// later fails). A 206 must carry the requested Content-Range and exactly
+// request is sent once more (a 401 on a cached token drops that token, unless
+// another request has replaced it meanwhile, and fetches one new token:
+// concurrent requests meeting an expired token share one token fetch); on a
+// 3xx redirect the Location is fetched without registry authorization and
+// remembered per blob (dropped when it later fails). A 206 must carry the requested Content-Range and exactly
 // that many bytes. Outcome -> Status in one place: 401 kUnauthenticated,
 // 403 kPermissionDenied, 404 kNotFound, 416 kOutOfRange, 429 / 5xx /
 // connection errors kUnavailable (retried by BlobReader::ReadAt within the
-// deadline, honouring Retry-After), a wrong body kDataLoss.
+// deadline, honouring Retry-After), a wrong body kDataLoss. The deadline
+// bounds each request as a whole: connect and read timeouts are capped by
+// it, and a body still arriving when it passes is cut (kDeadlineExceeded).
 //
 // Manifests (GetManifest) go through the same request path: the same
 // authorization, redirects and outcome mapping, retried like blob reads.
@@ -91,9 +95,15 @@ class RegistryBackend final : public BlobBackend,
                                  const BodySink* sink, const IoContext& ctx);
   // The Authorization header for the repository, "" when none is cached.
   std::string CachedAuthorization();
-  // Answers a 401 challenge; afterwards CachedAuthorization() has the answer.
-  base::Status Authenticate(const std::string& challenge, const IoContext& ctx);
-  void DropAuthorization();
+  // Answers a 401 challenge to a request sent with `failed` (the
+  // Authorization it carried, "" for none); afterwards CachedAuthorization()
+  // has the answer. Single flight: when another caller has cached a newer
+  // authorization meanwhile, that one is kept and nothing is fetched.
+  base::Status Authenticate(const std::string& challenge, const IoContext& ctx,
+                            const std::string& failed);
+  // Forgets the cached authorization if it is still `failed` (a newer one,
+  // cached by another caller meanwhile, stays).
+  void DropAuthorization(const std::string& failed);
   // A registry request (path under Origin()) with the authorization and
   // redirect handling of the file comment. A redirect target is cached under
   // `redirect_key` when it is not empty. Non-2xx answers come back as
