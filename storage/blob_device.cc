@@ -244,6 +244,11 @@ Status BlobDevice::FetchRun(Blob* blob, const std::vector<ChunkInfo>& run, const
         m_.verify_failures->Increment();
         s = FetchOneVerified(blob, c, out, ctx);
       }
+    } else if (s.code() == base::StatusCode::kDataLoss) {
+      // The answer for the whole range was wrong (a body longer than the
+      // range, another Content-Range, a chunk past the blob's end): each
+      // chunk alone, like a digest mismatch.
+      s = FetchOneVerified(blob, c, out, ctx);
     }
     if (s.ok()) s = blob->cache->MarkReady(c.index, c.uncompressed_offset, out);
     if (s.ok()) {

@@ -8,10 +8,12 @@
 //                              merge_max_bytes), decompress, verify the
 //                              digest, write to the cache, mark ready
 //
-// A chunk whose bytes fail verification is fetched once more and then
-// reported as kDataLoss; it is never cached and never returned. Chunks of
-// blobs without a chunk count (plain EROFS devices), and every chunk when no
-// cache directory is configured, are read and verified on each use.
+// A chunk whose bytes fail verification, or whose range came back wrong (a
+// body longer than asked, another Content-Range), is fetched alone once more
+// (within the same deadline) and then reported as kDataLoss; it is never
+// cached and never returned. Chunks of blobs without a chunk count (plain
+// EROFS devices), and every chunk when no cache directory is configured, are
+// read and verified on each use.
 //
 // The blobs a device has opened are in use for its CacheManager (see
 // cache_manager.h) until it is destroyed: never evicted or collected. The
