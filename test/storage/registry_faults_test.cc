@@ -148,6 +148,30 @@ TEST_F(RegistryFaultsTest, NoFaultsReadsAndCaches) {
   EXPECT_TRUE(ReadyOnDisk(2));
 }
 
+TEST_F(RegistryFaultsTest, PlanMatchesByMethodPathAndCount) {
+  // Let the first blob request through, fail the second, then nothing.
+  FaultRule r = Blobs(Fault::Kind::kStatus);
+  r.skip = 1;
+  r.fault.status = 503;
+  proxy_->AddRule(r);
+  FaultRule other = Blobs(Fault::Kind::kStatus, -1);
+  other.path_contains = "/manifests/";  // never matches a blob read
+  proxy_->AddRule(other);
+  FaultRule head = Blobs(Fault::Kind::kStatus, -1);
+  head.method = "HEAD";
+  proxy_->AddRule(head);
+  ASSERT_TRUE(Read({0}).ok());
+  ASSERT_TRUE(Read({2}).ok());
+  ASSERT_TRUE(Read({4}).ok());
+  const auto seen = proxy_->Requests();
+  ASSERT_EQ(seen.size(), 4u);
+  EXPECT_EQ(seen[0].fault, "");
+  EXPECT_EQ(seen[1].fault, "status");
+  EXPECT_EQ(seen[2].fault, "");
+  EXPECT_EQ(seen[3].fault, "");
+  EXPECT_EQ(proxy_->faults_applied(), 1);
+}
+
 TEST_F(RegistryFaultsTest, ServerErrorBurstsAreRetriedThenUnavailable) {
   FaultRule r = Blobs(Fault::Kind::kStatus, 2);
   r.fault.status = 503;
@@ -322,6 +346,39 @@ TEST_F(RegistryFaultsTest, RedirectToAFailingUrl) {
   EXPECT_FALSE(ReadyOnDisk(1));
   proxy_->ClearRules();
   ASSERT_TRUE(Read({1}).ok());
+}
+
+// Authorization from the client reaches the registry (htpasswd basic auth
+// behind the proxy).
+TEST(RegistryFaultsBasicAuthTest, AuthorizationIsForwarded) {
+  if (!testing::LocalRegistry::Available() || !testing::HaveCommand("htpasswd")) {
+    GTEST_SKIP() << "docker-registry or htpasswd (apache2-utils) is not installed";
+  }
+  testing::TempDir dir;
+  auto reg = testing::LocalRegistry::Start(dir.path(), "erin", "basic-pass");
+  ASSERT_TRUE(reg.ok()) << reg.status();
+  TestBlob b = MakeBlob(2, kChunk, 9);
+  auto id = (*reg)->PushBlob(kRepo, b.bytes);
+  ASSERT_TRUE(id.ok()) << id.status();
+  testing::FaultProxy::Options po;
+  po.upstream = (*reg)->host();
+  auto proxy = testing::FaultProxy::Start(po);
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  RegistryOptions o;
+  o.host = (*proxy)->host();
+  o.repository = kRepo;
+  o.plain_http = true;
+  auto creds = std::make_shared<StaticCredentials>();
+  creds->Set(o.host, Credential{"erin", "basic-pass", ""});
+  o.credentials = creds;
+  auto reader = (*(*RegistryBackend::Create(o))->Open(*id));
+  std::vector<uint8_t> out(1000);
+  ASSERT_TRUE(reader->ReadAt(10, out).ok());
+  EXPECT_EQ(out, std::vector<uint8_t>(b.bytes.begin() + 10, b.bytes.begin() + 1010));
+  const auto seen = (*proxy)->Requests();
+  ASSERT_EQ(seen.size(), 2u);  // 401 challenge, then with credentials
+  EXPECT_EQ(seen[0].headers.count("authorization"), 0u);
+  EXPECT_EQ(seen[1].headers.at("authorization").rfind("Basic ", 0), 0u);
 }
 
 class RegistryTokenFaultsTest : public RegistryFaultsTest {
