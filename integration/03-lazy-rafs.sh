@@ -11,40 +11,20 @@
 #   BUILD=build/gcc integration/03-lazy-rafs.sh
 set -euo pipefail
 source "$(dirname "$0")/lib/env.sh"
-RAFS=$BUILD/cmd/rafs
 SN_EXTRA_CONFIG='rafs: {read_timeout_seconds: 5, prefetch: none}'
 
 start_registry
 start_snapshotter
 start_containerd
 
-log "build a RAFS image: busybox, a small file, 48 MiB nobody reads"
-src=$W/src
-mkdir -p "$src/bin" "$src/etc" "$src/data" "$src/tmp"
-cp /bin/busybox "$src/bin/busybox"
-echo "hello from a lazy image" >"$src/etc/hello"
-head -c 48M /dev/urandom >"$src/data/big"
-head -c 300000 /dev/urandom >"$src/data/medium"
-want_medium=$(md5sum <"$src/data/medium" | cut -d' ' -f1)
-mkdir -p "$W/blobs"
-"$RAFS" build "$src" --bootstrap "$W/image.boot" --blob-dir "$W/blobs" >/dev/null
-LAZY=$REG/rfs-it/lazy:1
-size=$(python3 "$IT_LIB/push_nydus_image.py" "$REG" rfs-it/lazy 1 "$W/image.boot" "$W/blobs"/*)
-log "pushed $LAZY: $size bytes of layers"
-
+push_lazy_image
 fetched() {  # bytes fetched from the registry by our daemon, on demand
   curl -fsS "http://127.0.0.1:$METRICS_PORT/v1/metrics" |
     awk '/^rfs_storage_backend_bytes_total\{source="on_demand"\}/ {print $2}' | tail -1
 }
-rafs_mounts() { awk -v d="$SN_ROOT/" '$3 == "fuse.rafs" && index($2, d) == 1' /proc/self/mounts | wc -l; }
 
-# ctr-remote (Debian's stargz-snapshotter package) pulls with containerd's
-# unpacker, which passes the layers' annotations and the image reference
-# (remote/stargz.reference) as snapshot labels. (containerd 1.6's plain
-# `ctr images pull` passes no labels at all.)
 log "rpull with --snapshotter nydus: only the bootstrap layer is downloaded"
-ctr-remote --address "$CTRD_SOCK" -n "$NS" images rpull --plain-http --snapshotter nydus "$LAZY" \
-  >"$W/rpull.out" 2>&1 || fail "rpull failed: $(tail -5 "$W/rpull.out")"
+rpull_lazy_image
 read -r a v c <<<"$(sn_counts)"
 [ "$c" = 2 ] || fail "expected 2 committed layers (data + bootstrap), got $a/$v/$c"
 [ "$(rafs_mounts)" = 0 ] || fail "an image mount exists before any container"
@@ -53,12 +33,12 @@ log "run a container: it reads two files"
 out=$(ctr_ run --snapshotter nydus --rm "$LAZY" rfs-it-lazy1 \
   /bin/busybox sh -c 'cat /etc/hello; /bin/busybox md5sum /data/medium; echo w > /tmp/x; cat /tmp/x')
 echo "$out" | grep -qx 'hello from a lazy image' || fail "wrong output: $out"
-echo "$out" | grep -q "^$want_medium" || fail "medium file differs: $out"
+echo "$out" | grep -q "^$WANT_MEDIUM" || fail "medium file differs: $out"
 echo "$out" | grep -qx 'w' || fail "upper dir not writable: $out"
 got=$(fetched)
-log "fetched ${got:-0} of $size bytes"
+log "fetched ${got:-0} of $LAZY_SIZE bytes"
 [ -n "$got" ] && [ "$got" -gt 0 ] || fail "nothing fetched on demand?"
-[ "$got" -lt $((size / 4)) ] || fail "fetched $got of $size bytes: not lazy"
+[ "$got" -lt $((LAZY_SIZE / 4)) ] || fail "fetched $got of $LAZY_SIZE bytes: not lazy"
 
 log "two containers share one image mount"
 ctr_ run -d --snapshotter nydus "$LAZY" rfs-it-lazy2 /bin/busybox sleep 600 >/dev/null
@@ -77,8 +57,8 @@ fi
 t1=$(date +%s)
 [ $((t1 - t0)) -lt 30 ] || fail "the failed read took $((t1 - t0)) s"
 grep -qi 'i/o error\|input/output' "$W/dd.out" || fail "expected EIO: $(cat "$W/dd.out")"
-curl -fsS "http://127.0.0.1:$METRICS_PORT/v1/metrics" | grep -q '^rafs_fuse_eio_total{reason=' ||
-  fail "no EIO metric"
+metrics_text=$(curl -fsS "http://127.0.0.1:$METRICS_PORT/v1/metrics")
+grep -q '^rafs_fuse_eio_total{reason=' <<<"$metrics_text" || fail "no EIO metric"
 log "EIO after $((t1 - t0)) s; registry back: the same read succeeds"
 docker-registry serve "$W/registry.yml" >>"$W/registry.log" 2>&1 &
 PIDS[registry]=$!

@@ -37,18 +37,16 @@ std::string MountDir(const std::string& snapshots_dir, int64_t id) {
 
 // The image of `labels`: from its labels, else named by `resolve`.
 Result<storage::ImageReference> ImageRefFor(
-    const Labels& labels,
-    const std::function<Result<std::string>(const Labels&)>& resolve) {
+    const Labels& labels, const std::function<Result<std::string>(const Labels&)>& resolve) {
   Result<storage::ImageReference> ref = RafsManager::ImageRefOf(labels);
   if (ref.ok() || ref.status().code() != base::StatusCode::kFailedPrecondition || !resolve) {
     return ref;
   }
   Result<std::string> name = resolve(labels);
   if (!name.ok()) {
-    return Status(name.status().code(),
-                  base::StrCat("no ", kCriImageRefLabel,
-                               " label, and the image could not be named: ",
-                               name.status().message()));
+    return Status(name.status().code(), base::StrCat("no ", kCriImageRefLabel,
+                                                     " label, and the image could not be named: ",
+                                                     name.status().message()));
   }
   ref = storage::ParseImageReference(*name);
   if (!ref.ok()) return ref.status().WithContext("image name \"" + *name + "\"");
@@ -82,12 +80,27 @@ Result<std::shared_ptr<RafsManager>> RafsManager::Create(RafsManagerOptions opti
   co.max_bytes = m->options_.cache_max_bytes;
   co.metrics = m->options_.metrics;
   ASSIGN_OR_RETURN(m->cache_, storage::CacheManager::Open(co));
+  if (!m->options_.fd_keeper_socket.empty()) {
+    // A keeper from before a restart holds mounts to take over (Recover);
+    // otherwise one is started with the first mount (Keep).
+    Result<std::unique_ptr<FdKeeperClient>> k =
+        FdKeeperClient::Connect(m->options_.fd_keeper_socket, {});
+    MutexLock l(&m->mu_);
+    if (k.ok()) m->keeper_ = std::move(*k);
+  }
   return m;
 }
 
 RafsManager::~RafsManager() {
   MutexLock l(&mu_);
   for (auto& [id, inst] : instances_) {
+    if (keeper_ != nullptr) {
+      // The keeper holds the connection: leave the mount for the next
+      // daemon, which takes it over (Recover).
+      Result<base::UniqueFd> fd = inst.mount->Detach();
+      if (fd.ok()) continue;
+      RFS_LOG(kWarning) << "detaching the mount of snapshot " << id << ": " << fd.status();
+    }
     Status s = inst.mount->Stop();
     if (!s.ok()) {
       RFS_LOG(kWarning) << "stopping the RAFS instance of " << id << ": " << s;
@@ -169,45 +182,116 @@ Result<std::string> RafsManager::Mount(int64_t id, const std::string& layer_dir,
     }
     instances_.erase(it);
   }
-  auto fail = [this, id](const Status& s) {
+  std::string image;
+  Result<std::unique_ptr<rafs::RafsMount>> m = StartInstance(id, layer_dir, labels, -1, &image);
+  if (!m.ok()) {
     m_start_failures_->Increment();
-    RFS_LOG(kError) << "cannot serve the RAFS image of snapshot " << id << ": " << s;
-    return s;
-  };
-  Result<storage::ImageReference> ref = ImageRefFor(labels, options_.resolve_image_ref);
-  if (!ref.ok()) return fail(ref.status());
-  Result<std::string> boot = FindBootstrap(layer_dir);
-  if (!boot.ok()) return fail(boot.status());
-  Result<std::shared_ptr<storage::BlobBackend>> backend = RegistryBackendFor(*ref, labels);
-  if (!backend.ok()) return fail(backend.status());
-  if (::mkdir(mnt.c_str(), 0755) != 0 && errno != EEXIST) {
-    return fail(base::ErrnoToStatus(errno, "mkdir " + mnt));
+    RFS_LOG(kError) << "cannot serve the RAFS image of snapshot " << id << ": " << m.status();
+    return m.status();
   }
-  // A mount a dead predecessor left here cannot be served any more.
-  Result<bool> stale = rafs::IsMountPoint(mnt);
-  if (stale.ok() && *stale) {
-    RFS_LOG(kWarning) << "detaching a stale mount at " << mnt;
-    if (::umount2(mnt.c_str(), MNT_DETACH) != 0) {
-      return fail(base::ErrnoToStatus(errno, "umount stale " + mnt));
+  Keep(id, **m);
+  instances_[id] = Instance{std::move(*m), image};
+  m_instances_->Set(static_cast<int64_t>(instances_.size()));
+  RFS_LOG(kInfo) << "serving " << image << " (snapshot " << id << ") at " << mnt;
+  return mnt;
+}
+
+Result<std::unique_ptr<rafs::RafsMount>> RafsManager::StartInstance(int64_t id,
+                                                                    const std::string& layer_dir,
+                                                                    const Labels& labels,
+                                                                    int adopt_fd,
+                                                                    std::string* image) {
+  base::UniqueFd adopt(adopt_fd);  // closed on every failure below
+  const std::string mnt = MountDir(options_.snapshots_dir, id);
+  ASSIGN_OR_RETURN(storage::ImageReference ref, ImageRefFor(labels, options_.resolve_image_ref));
+  ASSIGN_OR_RETURN(std::string boot, FindBootstrap(layer_dir));
+  ASSIGN_OR_RETURN(std::shared_ptr<storage::BlobBackend> backend, RegistryBackendFor(ref, labels));
+  if (!adopt.valid()) {
+    if (::mkdir(mnt.c_str(), 0755) != 0 && errno != EEXIST) {
+      return base::ErrnoToStatus(errno, "mkdir " + mnt);
+    }
+    // A mount a dead predecessor left here cannot be served any more.
+    Result<bool> stale = rafs::IsMountPoint(mnt);
+    if (stale.ok() && *stale) {
+      RFS_LOG(kWarning) << "detaching a stale mount at " << mnt;
+      if (::umount2(mnt.c_str(), MNT_DETACH) != 0) {
+        return base::ErrnoToStatus(errno, "umount stale " + mnt);
+      }
     }
   }
   rafs::ImageSource src;
-  src.bootstrap_path = *boot;
-  src.backend = std::move(*backend);
+  src.bootstrap_path = boot;
+  src.backend = std::move(backend);
   src.device.cache_manager = cache_;
   src.device.metrics = options_.metrics;
   src.fs.mount_time = static_cast<uint64_t>(::time(nullptr));
   rafs::MountOptions mo = options_.mount;
   mo.mountpoint = mnt;
   mo.metrics = options_.metrics;
-  mo.adopt_fd = -1;
-  mo.source = "rafs:" + ref->ToString();
-  Result<std::unique_ptr<rafs::RafsMount>> m = rafs::RafsMount::Start(mo, src);
-  if (!m.ok()) return fail(m.status());
-  instances_[id] = Instance{std::move(*m), ref->ToString()};
+  mo.adopt_fd = adopt.Release();
+  mo.source = "rafs:" + ref.ToString();
+  *image = ref.ToString();
+  return rafs::RafsMount::Start(mo, src);
+}
+
+void RafsManager::Keep(int64_t id, const rafs::RafsMount& mount) {
+  if (options_.fd_keeper_socket.empty()) return;
+  if (keeper_ == nullptr) {
+    Result<std::unique_ptr<FdKeeperClient>> k =
+        FdKeeperClient::Connect(options_.fd_keeper_socket, options_.fd_keeper_launcher);
+    if (!k.ok()) {
+      RFS_LOG(kWarning) << "no fd keeper (" << k.status()
+                        << "): RAFS mounts will not survive a restart of the daemon";
+      return;
+    }
+    keeper_ = std::move(*k);
+  }
+  Result<base::UniqueFd> fd = mount.DupFuseFd();
+  Status s = fd.ok() ? keeper_->Put(std::to_string(id), fd->get()) : fd.status();
+  if (!s.ok()) {
+    RFS_LOG(kWarning) << "the mount of snapshot " << id
+                      << " will not survive a restart of the daemon: " << s;
+  }
+}
+
+Status RafsManager::Recover(const std::function<Result<Labels>(int64_t id)>& labels_of) {
+  MutexLock l(&mu_);
+  if (keeper_ == nullptr) return Status::Ok();
+  ASSIGN_OR_RETURN(auto held, keeper_->List());
+  for (auto& [name, fd] : held) {
+    char* end = nullptr;
+    const long long id = std::strtoll(name.c_str(), &end, 10);
+    const std::string mnt = MountDir(options_.snapshots_dir, id);
+    Result<Labels> labels = end != nullptr && *end == '\0' && id > 0
+                                ? labels_of(id)
+                                : Result<Labels>(base::NotFoundError("bad name ", name));
+    Result<bool> mounted = rafs::IsMountPoint(mnt);
+    if (!labels.ok() || !mounted.ok() || !*mounted) {
+      // Its snapshot or its mount is gone: let the connection go.
+      RFS_LOG(kInfo) << "dropping the kept mount of snapshot " << name << ": "
+                     << (labels.ok() ? "not mounted any more" : labels.status().ToString());
+      if (mounted.ok() && *mounted) ::umount2(mnt.c_str(), MNT_DETACH);
+      Status d = keeper_->Delete(name);
+      if (!d.ok()) {
+        RFS_LOG(kWarning) << d;
+      }
+      continue;
+    }
+    std::string image;
+    Result<std::unique_ptr<rafs::RafsMount>> m =
+        StartInstance(id, base::StrCat(options_.snapshots_dir, "/", id, "/fs"), *labels,
+                      fd.Release(), &image);
+    if (!m.ok()) {
+      m_start_failures_->Increment();
+      RFS_LOG(kError) << "cannot take over the mount of snapshot " << id << ": " << m.status();
+      continue;
+    }
+    instances_[id] = Instance{std::move(*m), image};
+    RFS_LOG(kInfo) << "took over the mount of " << image << " (snapshot " << id << ") at "
+                   << mnt;
+  }
   m_instances_->Set(static_cast<int64_t>(instances_.size()));
-  RFS_LOG(kInfo) << "serving " << ref->ToString() << " (snapshot " << id << ") at " << mnt;
-  return mnt;
+  return Status::Ok();
 }
 
 Status RafsManager::Unmount(int64_t id) {
@@ -219,6 +303,12 @@ Status RafsManager::Unmount(int64_t id) {
     doomed = std::move(it->second.mount);
     instances_.erase(it);
     m_instances_->Set(static_cast<int64_t>(instances_.size()));
+    if (keeper_ != nullptr) {
+      Status d = keeper_->Delete(std::to_string(id));
+      if (!d.ok()) {
+        RFS_LOG(kWarning) << "fd keeper: " << d;
+      }
+    }
   }
   RFS_LOG(kInfo) << "stopping the RAFS instance of snapshot " << id;
   return doomed->Stop();

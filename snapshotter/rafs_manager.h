@@ -22,6 +22,7 @@
 #include "base/metrics.h"
 #include "base/mutex.h"
 #include "rafs/mount.h"
+#include "snapshotter/fd_keeper.h"
 #include "snapshotter/remote_fs.h"
 #include "storage/blob_reader.h"
 #include "storage/image_ref.h"
@@ -41,6 +42,11 @@ struct RafsManagerOptions {
   std::string ca_file;
   std::string docker_config;  // "" : $DOCKER_CONFIG or ~/.docker/config.json
   std::chrono::milliseconds request_timeout{30000};
+  // Keep mounts across restarts (fd_keeper.h): the keeper's socket and how
+  // to start it (the daemon's own argv[0]). Empty socket: every mount is
+  // unmounted when the manager goes.
+  std::string fd_keeper_socket;
+  std::vector<std::string> fd_keeper_launcher;
   // Tests replace how blobs are reached; default: the image's registry.
   std::function<base::Result<std::shared_ptr<storage::BlobBackend>>(
       const storage::ImageReference& ref, const Labels& meta_labels)>
@@ -62,6 +68,8 @@ class RafsManager final : public RemoteFs {
                                   const Labels& labels) override EXCLUDES(mu_);
   base::Status Unmount(int64_t id) override EXCLUDES(mu_);
   std::vector<int64_t> Instances() override EXCLUDES(mu_);
+  base::Status Recover(const std::function<base::Result<Labels>(int64_t id)>& labels_of) override
+      EXCLUDES(mu_);
 
   // The image reference a meta snapshot's labels name.
   static base::Result<storage::ImageReference> ImageRefOf(const Labels& labels);
@@ -72,6 +80,14 @@ class RafsManager final : public RemoteFs {
   explicit RafsManager(RafsManagerOptions options);
   base::Result<std::shared_ptr<storage::BlobBackend>> RegistryBackendFor(
       const storage::ImageReference& ref, const Labels& labels);
+  // Starts serving meta snapshot `id` (adopting `adopt_fd` when >= 0).
+  base::Result<std::unique_ptr<rafs::RafsMount>> StartInstance(int64_t id,
+                                                               const std::string& layer_dir,
+                                                               const Labels& labels, int adopt_fd,
+                                                               std::string* image)
+      REQUIRES(mu_);
+  // Gives the keeper a copy of the instance's /dev/fuse descriptor.
+  void Keep(int64_t id, const rafs::RafsMount& mount) REQUIRES(mu_);
 
   struct Instance {
     std::unique_ptr<rafs::RafsMount> mount;
@@ -81,6 +97,7 @@ class RafsManager final : public RemoteFs {
   std::shared_ptr<storage::CacheManager> cache_;
   base::Mutex mu_;  // held while an instance starts: one start at a time
   std::map<int64_t, Instance> instances_ GUARDED_BY(mu_);
+  std::unique_ptr<FdKeeperClient> keeper_ GUARDED_BY(mu_);
   base::Gauge* m_instances_;
   base::Counter* m_start_failures_;
 };

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,13 @@ class RemoteFs {
   virtual base::Status Unmount(int64_t id) = 0;
   // Ids with a running instance.
   virtual std::vector<int64_t> Instances() = 0;
+  // At start-up: takes over the mounts a previous process left serving
+  // (see fd_keeper.h); `labels_of` gives a live meta snapshot's labels
+  // (kNotFound when the id is not live any more).
+  virtual base::Status Recover(
+      const std::function<base::Result<Labels>(int64_t id)>& labels_of) {
+    return base::Status::Ok();
+  }
 };
 
 }  // namespace rfs::snapshotter

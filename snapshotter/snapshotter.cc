@@ -108,6 +108,19 @@ Result<std::unique_ptr<Snapshotter>> Snapshotter::Open(const Options& options) {
   if (!st.ok()) {
     RFS_LOG(kWarning) << "start-up cleanup of " << opts.root << ": " << st;
   }
+  if (opts.remote != nullptr) {
+    // Serve again the RAFS mounts a previous process left behind.
+    Snapshotter* raw = s.get();
+    st = opts.remote->Recover([raw](int64_t id) -> Result<Labels> {
+      MutexLock lock(&raw->mu_);
+      ASSIGN_OR_RETURN(std::set<int64_t> live, raw->store_->Ids());
+      if (live.count(id) == 0) return base::NotFoundError("snapshot ", id, " is gone");
+      return raw->store_->LabelsOf(id);
+    });
+    if (!st.ok()) {
+      RFS_LOG(kWarning) << "recovering RAFS mounts: " << st;
+    }
+  }
   return s;
 }
 

@@ -1,5 +1,6 @@
 #include "cmd/rafs-snapshotter/config.h"
 
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include "base/bytes.h"
@@ -79,6 +80,11 @@ rafs:
   prefetch_threads: 2
   # Cap of prefetch traffic per image (50M = 50 MiB/s; 0: none).
   prefetch_bandwidth: "0"
+  # Keep the RAFS mounts of running containers across a restart or crash of
+  # the daemon: a small keeper process (this binary, --fd-keeper) holds their
+  # /dev/fuse descriptors at <root>/fd-keeper.sock and the next daemon takes
+  # them over. false: the mounts end with the daemon.
+  keep_mounts: true
 
 registry:
   # Registries spoken to over plain HTTP ("127.0.0.1:5000").
@@ -279,9 +285,10 @@ Status Apply(const YAML::Node& root, const Reader& r, Config* c) {
     RETURN_IF_ERROR(r.CheckKeys(f, "rafs.",
                                 {"enable", "cache_dir", "cache_max_size", "fuse_threads",
                                  "read_timeout_seconds", "prefetch", "prefetch_threads",
-                                 "prefetch_bandwidth"}));
+                                 "prefetch_bandwidth", "keep_mounts"}));
     RafsConfig& rc = c->rafs;
     RETURN_IF_ERROR(r.Bool(f["enable"], "rafs.enable", &rc.enable));
+    RETURN_IF_ERROR(r.Bool(f["keep_mounts"], "rafs.keep_mounts", &rc.keep_mounts));
     RETURN_IF_ERROR(r.String(f["cache_dir"], "rafs.cache_dir", &rc.cache_dir));
     if (!rc.cache_dir.empty() && rc.cache_dir[0] != '/') {
       return r.Error("rafs.cache_dir", "\"" + rc.cache_dir + "\" is not an absolute path");
@@ -408,6 +415,12 @@ snapshotter::RafsManagerOptions RafsManagerOptionsFrom(const Config& config,
   o.docker_config = rc.docker_config;
   o.request_timeout = std::chrono::seconds(rc.request_timeout_seconds);
   o.metrics = metrics;
+  if (rc.keep_mounts) {
+    o.fd_keeper_socket = config.snapshotter.root + "/fd-keeper.sock";
+    char self[4096];
+    ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n > 0) o.fd_keeper_launcher = {std::string(self, static_cast<size_t>(n))};
+  }
   return o;
 }
 

@@ -27,6 +27,7 @@ extern const char* const kDefaultConfigYaml;
 // Lazy RAFS images (the `rafs:` and `registry:` sections).
 struct RafsConfig {
   bool enable = true;
+  bool keep_mounts = true;  // across restarts, through the fd keeper
   std::string cache_dir;  // "" : <root>/cache
   uint64_t cache_max_bytes = 0;
   int fuse_threads = 8;
@@ -63,7 +64,8 @@ base::Result<Config> ParseConfig(const std::string& yaml, const std::string& sou
 base::Result<Config> LoadConfig(const std::string& path);
 
 // The RAFS manager's options from the config (cache dir defaults to
-// <root>/cache).
+// <root>/cache); images whose labels name none are looked up in containerd
+// at containerd_address, unless it is empty.
 snapshotter::RafsManagerOptions RafsManagerOptionsFrom(const Config& config,
                                                        base::MetricsRegistry* metrics);
 

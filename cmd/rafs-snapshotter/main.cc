@@ -18,6 +18,7 @@
 #include "cmd/rafs-snapshotter/config.h"
 #include "cmd/common/metrics_http.h"
 #include "snapshotter/grpc/server.h"
+#include "snapshotter/fd_keeper.h"
 #include "snapshotter/rafs_manager.h"
 #include "snapshotter/snapshotter.h"
 
@@ -30,13 +31,14 @@ constexpr const char* kUsage =
     R"(usage: rafs-snapshotter [--address SOCKET] [--root DIR] [--config FILE]
                         [--log-level debug|info|warn|error]
        rafs-snapshotter --version | --print-default-config | --help
+       rafs-snapshotter --fd-keeper SOCKET   (started by the daemon itself)
 
 Serves containerd's snapshots API on a unix socket. Flags override the
 config file; --print-default-config shows every key with its default.
 )";
 
 struct Flags {
-  std::optional<std::string> address, root, config, log_level;
+  std::optional<std::string> address, root, config, log_level, fd_keeper;
   bool version = false, print_default_config = false, help = false;
 };
 
@@ -68,6 +70,8 @@ int ParseFlags(int argc, char** argv, Flags* f) {
       if (!value(&f->config)) f->config = "";
     } else if (arg == "--log-level") {
       if (!value(&f->log_level)) return (std::cerr << "--log-level needs a value\n", 2);
+    } else if (arg == "--fd-keeper") {
+      if (!value(&f->fd_keeper)) return (std::cerr << "--fd-keeper needs a value\n", 2);
     } else if (arg == "--version") {
       f->version = true;
     } else if (arg == "--print-default-config") {
@@ -89,6 +93,7 @@ int Run(int argc, char** argv) {
     std::cout << kUsage;
     return 0;
   }
+  if (flags.fd_keeper) return snapshotter::RunFdKeeper(*flags.fd_keeper);
   if (flags.version) {
     std::cout << "rafs-snapshotter " << kVersion << "\n";
     return 0;

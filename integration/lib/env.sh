@@ -57,6 +57,8 @@ it_cleanup() {
   stop_pid containerd
   stop_pid snapshotter
   stop_pid registry
+  # The fd keeper of our daemon (it outlives the daemon on purpose).
+  pkill -f -- "--fd-keeper $W/" 2>/dev/null
   # Mounts left below the work dir (only if something died half-way).
   awk -v d="$W/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r |
     while read -r m; do umount -l "$m" 2>/dev/null; done
@@ -94,6 +96,7 @@ start_snapshotter() {
 log: {level: debug}
 metrics: {address: "127.0.0.1:$METRICS_PORT"}
 registry: {plain_http: ["$REG"], docker_config: "$W/no-docker-config.json"}
+containerd_address: "$CTRD_SOCK"
 ${SN_EXTRA_CONFIG:-}
 EOC
   "$DAEMON" --address "$SN_SOCK" --root "$SN_ROOT" --config "$W/sn-config.yaml" >>"$W/snapshotter.log" 2>&1 &
@@ -169,3 +172,35 @@ push_test_image() {
   ctr --address "$CTRD_SOCK" -n rfs-it-build images push --plain-http "$IMAGE" >/dev/null
   ctr --address "$CTRD_SOCK" -n rfs-it-build images rm --sync "$IMAGE" >/dev/null
 }
+
+# A RAFS image built with `rafs build` (busybox, a small file, a 300 KB file
+# and 48 MiB nobody reads), pushed in the nydus layout. Sets LAZY (its
+# reference), LAZY_SIZE (bytes of its layers) and WANT_MEDIUM (md5 of
+# /data/medium).
+push_lazy_image() {
+  log "build a RAFS image: busybox, small files, 48 MiB nobody reads"
+  local src=$W/src
+  mkdir -p "$src/bin" "$src/etc" "$src/data" "$src/tmp"
+  cp /bin/busybox "$src/bin/busybox"
+  echo "hello from a lazy image" >"$src/etc/hello"
+  head -c 48M /dev/urandom >"$src/data/big"
+  head -c 300000 /dev/urandom >"$src/data/medium"
+  WANT_MEDIUM=$(md5sum <"$src/data/medium" | cut -d' ' -f1)
+  mkdir -p "$W/blobs"
+  "$BUILD/cmd/rafs" build "$src" --bootstrap "$W/image.boot" --blob-dir "$W/blobs" >/dev/null
+  LAZY=$REG/rfs-it/lazy:1
+  LAZY_SIZE=$(python3 "$IT_LIB/push_nydus_image.py" "$REG" rfs-it/lazy 1 "$W/image.boot" "$W/blobs"/*)
+  log "pushed $LAZY: $LAZY_SIZE bytes of layers"
+}
+
+# ctr-remote (Debian's stargz-snapshotter package) pulls with containerd's
+# unpacker, which passes the layers' annotations and the image reference
+# (remote/stargz.reference) as snapshot labels. (containerd 1.6's plain
+# `ctr images pull` passes no labels at all.)
+rpull_lazy_image() {
+  ctr-remote --address "$CTRD_SOCK" -n "$NS" images rpull --plain-http --snapshotter nydus "$LAZY" \
+    >"$W/rpull.out" 2>&1 || fail "rpull failed: $(tail -5 "$W/rpull.out")"
+}
+
+# RAFS mounts of our daemon.
+rafs_mounts() { awk -v d="$SN_ROOT/" '$3 == "fuse.rafs" && index($2, d) == 1' /proc/self/mounts | wc -l; }
