@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "base/bytes.h"
+#include "snapshotter/grpc/image_resolver.h"
 
 #include <cstdlib>
 #include <fstream>
@@ -28,8 +29,9 @@ root: /var/lib/containerd/io.containerd.snapshotter.v1.nydus
 address: /run/containerd-nydus/containerd-nydus-grpc.sock
 
 # containerd's own socket. When a pull did not label a RAFS image's layers
-# with the image reference (plain `ctr image pull`), containerd is asked
-# which of its images the layer belongs to. "" turns that off.
+# with the image reference (CRI with its default
+# disable_snapshot_annotations, some ctr versions), containerd is asked which
+# of its images the layer belongs to. "" turns that off.
 containerd_address: /run/containerd/containerd.sock
 
 grpc:
@@ -420,6 +422,10 @@ snapshotter::RafsManagerOptions RafsManagerOptionsFrom(const Config& config,
     char self[4096];
     ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (n > 0) o.fd_keeper_launcher = {std::string(self, static_cast<size_t>(n))};
+  }
+  if (!config.containerd_address.empty()) {
+    o.resolve_image_ref = snapshotter::grpc::ContainerdImageResolver::LabelResolver(
+        std::make_shared<snapshotter::grpc::ContainerdImageResolver>(config.containerd_address));
   }
   return o;
 }

@@ -47,6 +47,20 @@ TEST(ConfigTest, ContainerdAddress) {
     EXPECT_NE(r.status().message().find("key \"containerd_address\""), std::string::npos)
         << r.status();
   }
+  // The RAFS manager asks containerd there for images whose labels name none.
+  rfs::testing::TempDir tmp;
+  c = ParseConfig("containerd_address: " + tmp.Sub("containerd.sock"), "t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto o = RafsManagerOptionsFrom(*c, &base::MetricsRegistry::Global());
+  ASSERT_TRUE(o.resolve_image_ref);
+  auto ref =
+      o.resolve_image_ref({{"containerd.io/snapshot.ref", "sha256:" + std::string(64, 'a')}});
+  EXPECT_EQ(ref.status().code(), StatusCode::kUnavailable) << ref.status();
+  EXPECT_NE(ref.status().message().find(tmp.Sub("containerd.sock")), std::string::npos)
+      << ref.status();
+  c = ParseConfig("containerd_address: \"\"", "t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(RafsManagerOptionsFrom(*c, &base::MetricsRegistry::Global()).resolve_image_ref);
 }
 
 TEST(ConfigTest, EveryKeyParsed) {
