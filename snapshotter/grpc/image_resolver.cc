@@ -235,11 +235,13 @@ Result<std::string> ContainerdImageResolver::ResolveByChainOrLayer(
   }
   for (const std::string& p : s.problems) msg += "; skipped " + p;
   if (s.more_problems > 0) msg += base::StrCat("; and ", s.more_problems, " more");
-  msg +=
-      ". The image was removed, or its layers were unpacked without it: pull the image again "
-      "(ctr -n <namespace> image pull --snapshotter nydus <registry>/<repository>:<tag>), or "
-      "pull with a client that labels layers with " +
-      std::string(kCriImageRefLabel) + " (nerdctl, the CRI plugin)";
+  msg += base::StrCat(
+      ". The image was removed from containerd, or its layers were unpacked without it: pull "
+      "the image into containerd again, or with a client that labels layers with the image "
+      "reference (",
+      kCriImageRefLabel,
+      "): nerdctl --snapshotter nydus pull, ctr-remote images rpull, or the CRI plugin with "
+      "disable_snapshot_annotations = false");
   return base::NotFoundError(msg);
 }
 

@@ -453,7 +453,8 @@ TEST_F(ImageResolverTest, NoMatchIsNotFoundWithGuidance) {
   const std::string& msg = r.status().message();
   EXPECT_NE(msg.find(app.bootstrap_chain_id), std::string::npos) << msg;
   EXPECT_NE(msg.find("1 image(s) in namespace(s) default"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("image pull --snapshotter nydus"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("pull the image into containerd again"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("nerdctl --snapshotter nydus pull"), std::string::npos) << msg;
   EXPECT_NE(msg.find(kCriImageRefLabel), std::string::npos) << msg;
   // Nothing to match on at all.
   EXPECT_EQ(
