@@ -56,24 +56,6 @@ class Collector {
   std::vector<storage::ChunkInfo> out_;
 };
 
-// The path of `ino` for walking below it ("/" for the root).
-Result<std::string> PathOf(const meta::Metadata& m, uint64_t ino) {
-  if (ino == meta::kRootIno) return std::string("/");
-  std::string found;
-  meta::WalkCallbacks cb;
-  cb.visit = [&](const meta::WalkEntry& e) -> Status {
-    if (e.ino == ino) {
-      found = e.path;
-      return base::CancelledError("found");
-    }
-    return Status::Ok();
-  };
-  Status s = meta::WalkTree(m, "/", cb);
-  if (!found.empty()) return found;
-  if (!s.ok() && s.code() != base::StatusCode::kCancelled) return s;
-  return base::NotFoundError("inode ", ino, " is not in the tree");
-}
-
 }  // namespace
 
 Result<std::vector<storage::ChunkInfo>> PrefetchChunks(const meta::Metadata& m,
@@ -94,7 +76,7 @@ Result<std::vector<storage::ChunkInfo>> PrefetchChunks(const meta::Metadata& m,
   for (uint64_t ino : table) {
     ASSIGN_OR_RETURN(meta::Attr a, m.GetAttr(ino));
     if (S_ISDIR(a.mode)) {
-      Result<std::string> path = PathOf(m, ino);
+      Result<std::string> path = meta::PathOf(m, ino);
       if (!path.ok()) {
         if (path.status().code() == base::StatusCode::kNotFound) continue;
         return path.status();

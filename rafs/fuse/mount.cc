@@ -640,18 +640,8 @@ const fuse_lowlevel_ops kOps = MakeOps();
 // ---------------------------------------------------------------------------
 
 std::string RafsMount::Impl::PathOf(uint64_t ino) const {
-  if (ino == meta::kRootIno) return "/";
-  std::string found;
-  meta::WalkCallbacks cb;
-  cb.visit = [&](const meta::WalkEntry& e) -> Status {
-    if (e.ino == ino) {
-      found = e.path;
-      return base::CancelledError("found");
-    }
-    return Status::Ok();
-  };
-  (void)meta::WalkTree(image->metadata(), "/", cb);
-  return found.empty() ? "inode " + std::to_string(ino) : found;
+  Result<std::string> p = meta::PathOf(image->metadata(), ino);
+  return p.ok() ? *p : "inode " + std::to_string(ino);
 }
 
 void RafsMount::Impl::ReportEio(uint64_t ino, const storage::ChunkIoVec* plan, const Status& s) {

@@ -96,4 +96,19 @@ Status WalkTree(const Metadata& meta, std::string_view start_path, const WalkCal
   return w.Walk(std::move(root));
 }
 
+base::Result<std::string> PathOf(const Metadata& meta, uint64_t ino) {
+  if (ino == kRootIno) return std::string("/");
+  std::string found;
+  WalkCallbacks cb;
+  cb.visit = [&](const WalkEntry& e) -> base::Status {
+    if (e.ino != ino) return base::Status::Ok();
+    found = e.path;
+    return base::CancelledError("found");  // stops the walk
+  };
+  base::Status s = WalkTree(meta, "/", cb);
+  if (!found.empty()) return found;
+  if (!s.ok() && s.code() != base::StatusCode::kCancelled) return s;
+  return base::NotFoundError("inode ", ino, " is not in the tree");
+}
+
 }  // namespace rfs::rafs::meta

@@ -39,4 +39,9 @@ base::Status WalkTree(const Metadata& meta, std::string_view start_path, const W
 // symlinks. kNotFound when a component is missing.
 base::Result<uint64_t> ResolvePath(const Metadata& meta, std::string_view path);
 
+// The path of inode `ino` ("/" for the root; the first name met in tree
+// order for a hard-linked file), found by walking the tree: meant for error
+// messages and rare lookups. kNotFound when the tree does not hold it.
+base::Result<std::string> PathOf(const Metadata& meta, uint64_t ino);
+
 }  // namespace rfs::rafs::meta
