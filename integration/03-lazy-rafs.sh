@@ -40,6 +40,18 @@ log "fetched ${got:-0} of $LAZY_SIZE bytes"
 [ -n "$got" ] && [ "$got" -gt 0 ] || fail "nothing fetched on demand?"
 [ "$got" -lt $((LAZY_SIZE / 4)) ] || fail "fetched $got of $LAZY_SIZE bytes: not lazy"
 
+status=$(curl -fsS "http://127.0.0.1:$METRICS_PORT/v1/status")
+python3 - "$status" "$LAZY" <<'EOP' || fail "bad /v1/status: $status"
+import json, sys
+s = json.loads(sys.argv[1])
+img = s["images"]
+assert len(img) == 1 and img[0]["image"] == sys.argv[2], img
+assert img[0]["serving"] and 0 < img[0]["fetched_bytes"] < img[0]["image_bytes"] / 4, img
+assert img[0]["read_bytes"] > 300000 and img[0]["eio"] == 0, img
+assert s["cache_bytes"] > 0, s
+EOP
+log "status: $(tr -d ' \n' <<<"$status" | cut -c1-200)"
+
 log "two containers share one image mount"
 ctr_ run -d --snapshotter nydus "$LAZY" rfs-it-lazy2 /bin/busybox sleep 600 >/dev/null
 ctr_ run -d --snapshotter nydus "$LAZY" rfs-it-lazy3 /bin/busybox sleep 600 >/dev/null

@@ -96,6 +96,13 @@ class RafsMount {
   // Null when nothing is prefetched.
   storage::Prefetcher* prefetcher() const;
 
+  struct Stats {
+    uint64_t read_bytes = 0;     // returned to readers
+    uint64_t eio = 0;            // reads answered with EIO
+    uint64_t fetched_bytes = 0;  // fetched from the blob backend
+  };
+  Stats stats() const;
+
   // A duplicate of the /dev/fuse descriptor, to keep somewhere safe so that
   // the mount survives this process dying (the successor adopts it).
   base::Result<base::UniqueFd> DupFuseFd() const;

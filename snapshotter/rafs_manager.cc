@@ -321,4 +321,32 @@ std::vector<int64_t> RafsManager::Instances() {
   return ids;
 }
 
+Result<uint64_t> RafsManager::CacheBytes() const {
+  ASSIGN_OR_RETURN(std::vector<storage::CacheEntry> entries, cache_->List());
+  uint64_t total = 0;
+  for (const auto& e : entries) total += e.bytes();
+  return total;
+}
+
+std::vector<RafsManager::InstanceStatus> RafsManager::InstanceStatuses() {
+  MutexLock l(&mu_);
+  std::vector<InstanceStatus> out;
+  for (const auto& [id, inst] : instances_) {
+    InstanceStatus st;
+    st.id = id;
+    st.image = inst.image;
+    st.mountpoint = inst.mount->mountpoint();
+    st.serving = inst.mount->serving();
+    for (const auto& b : inst.mount->image().metadata().blobs()) {
+      st.image_bytes += b.info.compressed_size;
+    }
+    rafs::RafsMount::Stats s = inst.mount->stats();
+    st.fetched_bytes = s.fetched_bytes;
+    st.read_bytes = s.read_bytes;
+    st.eio = s.eio;
+    out.push_back(std::move(st));
+  }
+  return out;
+}
+
 }  // namespace rfs::snapshotter

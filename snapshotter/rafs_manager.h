@@ -71,6 +71,21 @@ class RafsManager final : public RemoteFs {
   base::Status Recover(const std::function<base::Result<Labels>(int64_t id)>& labels_of) override
       EXCLUDES(mu_);
 
+  struct InstanceStatus {
+    int64_t id = 0;
+    std::string image;
+    std::string mountpoint;
+    bool serving = false;
+    uint64_t image_bytes = 0;    // the image's blobs, as stored
+    uint64_t fetched_bytes = 0;  // fetched from the registry so far
+    uint64_t read_bytes = 0;     // read by containers
+    uint64_t eio = 0;            // reads that failed
+  };
+  std::vector<InstanceStatus> InstanceStatuses() EXCLUDES(mu_);
+  const std::string& cache_dir() const { return options_.cache_dir; }
+  // Allocated bytes of the chunk cache.
+  base::Result<uint64_t> CacheBytes() const;
+
   // The image reference a meta snapshot's labels name.
   static base::Result<storage::ImageReference> ImageRefOf(const Labels& labels);
   // snapshots/<id>/fs/image/image.boot, else the legacy <fs>/image.boot.

@@ -159,6 +159,16 @@ Result<std::vector<Mount>> Snapshotter::Create(Kind kind, const std::string& key
                                                const std::string& parent, const Labels& labels) {
   ASSIGN_OR_RETURN(Plan plan, CreateLocked(kind, key, parent, labels));
   Result<std::vector<Mount>> mounts = Realize(plan);
+  if (mounts.ok() && plan.meta_id != 0) {
+    // Say on the snapshot how it is served (ctr snapshots info shows it).
+    Info info;
+    info.name = key;
+    info.labels[kRafsStatusLabel] = "lazy";
+    Result<Info> u = Update(info, {std::string("labels.") + kRafsStatusLabel});
+    if (!u.ok()) {
+      RFS_LOG(kWarning) << "label \"" << key << "\": " << u.status();
+    }
+  }
   if (!mounts.ok()) {
     // Nothing half-made stays behind.
     Status rm = Remove(key);

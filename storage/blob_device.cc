@@ -203,6 +203,7 @@ Status BlobDevice::FetchOneVerified(Blob* blob, const ChunkInfo& c, MutableByteS
   for (int attempt = 0; attempt < std::max(1, options_.verify_attempts); ++attempt) {
     m_.requests[src]->Increment();
     m_.bytes[src]->Increment(c.compressed_size);
+    fetched_bytes_.fetch_add(c.compressed_size, std::memory_order_relaxed);
     last = AsDataLoss(storage::ReadChunk(*blob->reader, *blob->info, c, out, ctx));
     if (last.ok() || last.code() != base::StatusCode::kDataLoss) return last;
     m_.verify_failures->Increment();
@@ -225,6 +226,7 @@ Status BlobDevice::FetchRun(Blob* blob, const std::vector<ChunkInfo>& run, const
   std::vector<uint8_t> stored(end - start);
   m_.requests[src]->Increment();
   m_.bytes[src]->Increment(stored.size());
+  fetched_bytes_.fetch_add(stored.size(), std::memory_order_relaxed);
   auto t0 = std::chrono::steady_clock::now();
   Status read = AsDataLoss(blob->reader->ReadAt(start, stored, ctx));
   m_.request_seconds->Observe(

@@ -101,6 +101,9 @@ class BlobDevice {
 
   const std::vector<BlobInfo>& blobs() const { return blobs_; }
 
+  // Bytes this device fetched from its backend (both sources).
+  uint64_t fetched_bytes() const { return fetched_bytes_.load(std::memory_order_relaxed); }
+
   // Backend fetches for on-demand reads running right now.
   int OnDemandInFlight() const { return on_demand_in_flight_.load(std::memory_order_relaxed); }
 
@@ -134,6 +137,7 @@ class BlobDevice {
   base::Mutex mu_;
   std::vector<std::unique_ptr<Blob>> open_ GUARDED_BY(mu_);  // by blob index
   std::atomic<int> on_demand_in_flight_{0};
+  std::atomic<uint64_t> fetched_bytes_{0};
 
   struct Metrics {
     base::Counter* requests[2];

@@ -80,6 +80,12 @@ Result<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
       res.set_content(health.ToString() + "\n", "text/plain");
     }
   });
+  for (const auto& [path, render] : s->hooks_.json_routes) {
+    auto fn = render;
+    s->http_->Get(path, [fn](const httplib::Request&, httplib::Response& res) {
+      res.set_content(fn(), "application/json");
+    });
+  }
   // httplib's default also sets SO_REUSEPORT, which would let a second
   // daemon share the port silently; plain SO_REUSEADDR only.
   s->http_->set_socket_options([](int sock) {

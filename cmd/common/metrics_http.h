@@ -13,6 +13,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -35,6 +36,8 @@ class MetricsHttpServer {
     std::string process_prefix = "rafs";       // names of the process gauges
     std::function<void()> refresh;             // before each render; optional
     std::function<base::Status()> health;      // optional: always healthy
+    // More GET paths answered with JSON ("/v1/status" -> its text).
+    std::map<std::string, std::function<std::string()>> json_routes;
   };
   // Binds `address` (host:port) and serves on a thread of its own.
   static base::Result<std::unique_ptr<MetricsHttpServer>> Start(const std::string& address,

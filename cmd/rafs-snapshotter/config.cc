@@ -3,6 +3,8 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include <nlohmann/json.hpp>
+
 #include "base/bytes.h"
 #include "snapshotter/grpc/image_resolver.h"
 
@@ -375,9 +377,35 @@ Result<Config> LoadConfig(const std::string& path) {
   return ParseConfig(ss.str(), path);
 }
 
+std::string RafsStatusJson(snapshotter::RafsManager* rafs) {
+  nlohmann::json images = nlohmann::json::array();
+  for (const auto& st : rafs->InstanceStatuses()) {
+    images.push_back({{"snapshot_id", st.id},
+                      {"image", st.image},
+                      {"mountpoint", st.mountpoint},
+                      {"serving", st.serving},
+                      {"image_bytes", st.image_bytes},
+                      {"fetched_bytes", st.fetched_bytes},
+                      {"read_bytes", st.read_bytes},
+                      {"eio", st.eio}});
+  }
+  nlohmann::json out;
+  out["images"] = std::move(images);
+  out["cache_dir"] = rafs->cache_dir();
+  Result<uint64_t> bytes = rafs->CacheBytes();
+  if (bytes.ok()) {
+    out["cache_bytes"] = *bytes;
+  } else {
+    out["cache_error"] = bytes.status().ToString();
+  }
+  return out.dump(2) + "\n";
+}
+
 MetricsHttpServer::Hooks SnapshotterMetricsHooks(snapshotter::Snapshotter* sn,
-                                                 base::MetricsRegistry* metrics) {
+                                                 base::MetricsRegistry* metrics,
+                                                 snapshotter::RafsManager* rafs) {
   MetricsHttpServer::Hooks h;
+  if (rafs != nullptr) h.json_routes["/v1/status"] = [rafs] { return RafsStatusJson(rafs); };
   h.process_prefix = "snapshotter";
   h.refresh = [sn, metrics] {
     auto counts = sn->CountByKind();

@@ -71,7 +71,12 @@ snapshotter::RafsManagerOptions RafsManagerOptionsFrom(const Config& config,
 
 // The metrics endpoint hooks of the daemon: snapshot counts by kind,
 // process gauges named snapshotter_*, healthy while the store answers.
+// With a RafsManager, GET /v1/status lists the RAFS images served: mount,
+// bytes of the image, fetched and read, EIO count, and the cache's size.
 MetricsHttpServer::Hooks SnapshotterMetricsHooks(snapshotter::Snapshotter* sn,
-                                                 base::MetricsRegistry* metrics);
+                                                 base::MetricsRegistry* metrics,
+                                                 snapshotter::RafsManager* rafs = nullptr);
+// The JSON of GET /v1/status.
+std::string RafsStatusJson(snapshotter::RafsManager* rafs);
 
 }  // namespace rfs::cmd

@@ -158,7 +158,7 @@ int Run(int argc, char** argv) {
   std::unique_ptr<MetricsHttpServer> http;
   if (!config.metrics_address.empty()) {
     auto h = MetricsHttpServer::Start(config.metrics_address, &metrics,
-                                     SnapshotterMetricsHooks(sn->get(), &metrics));
+                                     SnapshotterMetricsHooks(sn->get(), &metrics, rafs.get()));
     if (h.ok()) {
       http = std::move(*h);
     } else {

@@ -165,6 +165,8 @@ struct RafsMount::Impl {
   std::set<uint64_t> logged GUARDED_BY(logged_mu);  // inodes whose EIO was logged
 
   fuse::FuseMetrics metrics;
+  std::atomic<uint64_t> read_bytes{0};
+  std::atomic<uint64_t> eio_count{0};
 
   std::unique_ptr<storage::Prefetcher> prefetcher;
   std::thread prefetch_planner;
@@ -498,6 +500,7 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
     }
   }
   impl->metrics.read_bytes->Increment(plan->total);
+  impl->read_bytes.fetch_add(plan->total, std::memory_order_relaxed);
   impl->metrics.read_seconds->Observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
 }
@@ -646,6 +649,7 @@ std::string RafsMount::Impl::PathOf(uint64_t ino) const {
 
 void RafsMount::Impl::ReportEio(uint64_t ino, const storage::ChunkIoVec* plan, const Status& s) {
   metrics.Eio(s)->Increment();
+  eio_count.fetch_add(1, std::memory_order_relaxed);
   {
     base::MutexLock l(&logged_mu);
     if (!logged.insert(ino).second) return;
@@ -975,5 +979,13 @@ bool RafsMount::serving() const {
 const std::string& RafsMount::mountpoint() const { return impl_->mountpoint; }
 const fs::Image& RafsMount::image() const { return *impl_->image; }
 storage::Prefetcher* RafsMount::prefetcher() const { return impl_->prefetcher.get(); }
+
+RafsMount::Stats RafsMount::stats() const {
+  Stats s;
+  s.read_bytes = impl_->read_bytes.load(std::memory_order_relaxed);
+  s.eio = impl_->eio_count.load(std::memory_order_relaxed);
+  s.fetched_bytes = impl_->image->device()->fetched_bytes();
+  return s;
+}
 
 }  // namespace rfs::rafs

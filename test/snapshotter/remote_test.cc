@@ -146,6 +146,10 @@ TEST_F(RemoteSnapshotTest, ContainerGetsOverlayOnTheImageMount) {
   for (const auto& o : mt.options) upper |= o.rfind("upperdir=", 0) == 0;
   EXPECT_TRUE(upper);
 
+  auto c1 = sn_->Stat("container-1");
+  ASSERT_TRUE(c1.ok());
+  EXPECT_EQ(c1->labels.at(kRafsStatusLabel), "lazy");
+
   // A second container shares the instance (the RemoteFs keys by meta id).
   auto m2 = sn_->Prepare("container-2", meta, {});
   ASSERT_TRUE(m2.ok());
