@@ -155,11 +155,73 @@ LogMessage::LogMessage(LogLevel level, const char* file, int line) : level_(leve
   std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                 static_cast<long>(us.count()));
-  os_ << buf << ' ' << LevelTag(level) << ' ' << base << ':' << line << "] ";
+  time_ = buf;
+  source_ = std::string(base) + ":" + std::to_string(line);
+}
+
+namespace {
+
+std::atomic<LogFormat> g_format{LogFormat::kText};
+
+const char* LevelName(LogLevel l) {
+  switch (l) {
+    case LogLevel::kDebug: return "debug";
+    case LogLevel::kInfo: return "info";
+    case LogLevel::kWarning: return "warning";
+    case LogLevel::kError: return "error";
+  }
+  return "unknown";
+}
+
+void AppendJsonString(std::string* out, std::string_view s) {
+  out->push_back('"');
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out->append("\\\""); break;
+      case '\\': out->append("\\\\"); break;
+      case '\n': out->append("\\n"); break;
+      case '\r': out->append("\\r"); break;
+      case '\t': out->append("\\t"); break;
+      default:
+        if (c < 0x20) {
+          char esc[8];
+          std::snprintf(esc, sizeof(esc), "\\u%04x", c);
+          out->append(esc);
+        } else {
+          out->push_back(static_cast<char>(c));
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+}  // namespace
+
+void SetLogFormat(LogFormat format) { g_format.store(format); }
+
+bool ParseLogFormat(std::string_view s, LogFormat* out) {
+  if (s == "text") {
+    *out = LogFormat::kText;
+  } else if (s == "json") {
+    *out = LogFormat::kJson;
+  } else {
+    return false;
+  }
+  return true;
 }
 
 LogMessage::~LogMessage() {
-  std::string line = RedactSecrets(os_.str());
+  const std::string msg = RedactSecrets(os_.str());
+  std::string line;
+  if (g_format.load() == LogFormat::kJson) {
+    line = "{\"time\":\"" + time_ + "\",\"level\":\"" + LevelName(level_) + "\",\"source\":";
+    AppendJsonString(&line, source_);
+    line += ",\"msg\":";
+    AppendJsonString(&line, msg);
+    line += "}";
+  } else {
+    line = time_ + " " + LevelTag(level_) + " " + source_ + "] " + msg;
+  }
   std::lock_guard<std::mutex> lock(g_sink_mu);
   if (g_sink != nullptr) {
     (*g_sink)(level_, line);

@@ -29,6 +29,14 @@ void SetLogSink(LogSink sink);
 // Masks credentials in free text (see file comment).
 std::string RedactSecrets(std::string_view text);
 
+// Line formats:
+//   text: 2026-11-23T16:02:18.123456Z I file.cc:42] message
+//   json: {"time":"2026-11-23T16:02:18.123456Z","level":"info",
+//          "source":"file.cc:42","msg":"message"}   (one object per line)
+enum class LogFormat { kText, kJson };
+void SetLogFormat(LogFormat format);
+bool ParseLogFormat(std::string_view s, LogFormat* out);  // "text" | "json"
+
 class LogMessage {
  public:
   LogMessage(LogLevel level, const char* file, int line);
@@ -39,6 +47,8 @@ class LogMessage {
 
  private:
   LogLevel level_;
+  std::string time_;
+  std::string source_;  // file:line
   std::ostringstream os_;
 };
 

@@ -48,6 +48,9 @@ grpc:
 log:
   # debug | info | warn | error
   level: info
+  # text: "2026-11-23T16:02:18.123456Z I file.cc:42] message" lines;
+  # json: one {"time","level","source","msg"} object per line.
+  format: text
 
 metrics:
   # Prometheus text on GET /v1/metrics (and /metrics), liveness on GET /healthz.
@@ -251,7 +254,14 @@ Status Apply(const YAML::Node& root, const Reader& r, Config* c) {
   }
   if (YAML::Node l = root["log"]) {
     if (!l.IsMap()) return r.Error("log", "expected a map, got " + NodeText(l));
-    RETURN_IF_ERROR(r.CheckKeys(l, "log.", {"level"}));
+    RETURN_IF_ERROR(r.CheckKeys(l, "log.", {"level", "format"}));
+    if (l["format"]) {
+      std::string format;
+      RETURN_IF_ERROR(r.String(l["format"], "log.format", &format));
+      if (!base::ParseLogFormat(format, &c->log_format)) {
+        return r.Error("log.format", "\"" + format + "\" is not text or json");
+      }
+    }
     if (l["level"]) {
       std::string level;
       RETURN_IF_ERROR(r.String(l["level"], "log.level", &level));

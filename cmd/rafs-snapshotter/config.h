@@ -47,6 +47,7 @@ struct Config {
   RafsConfig rafs;
   snapshotter::grpc::ServerOptions server;
   base::LogLevel log_level = base::LogLevel::kInfo;
+  base::LogFormat log_format = base::LogFormat::kText;
   // containerd's socket, asked which image a RAFS layer belongs to when its
   // labels do not say (snapshotter/grpc/image_resolver.h); empty: never.
   std::string containerd_address;

@@ -120,6 +120,7 @@ int Run(int argc, char** argv) {
     return 2;
   }
   base::SetMinLogLevel(config.log_level);
+  base::SetLogFormat(config.log_format);
 
   // Signals are taken synchronously by this thread (sigwait); every thread
   // started from here on inherits the blocked mask.

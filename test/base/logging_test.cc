@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <string>
 #include <vector>
 
@@ -42,6 +44,29 @@ TEST(LoggingTest, LogLinesPassThroughRedaction) {
   EXPECT_EQ(lines[0].find("abcdef123"), std::string::npos);
   EXPECT_NE(lines[0].find("token fetch failed"), std::string::npos);
   EXPECT_NE(lines[0].find(" W "), std::string::npos);
+}
+
+TEST(LoggingTest, JsonLinesAreOneObjectEach) {
+  std::vector<std::string> lines;
+  SetLogSink([&](LogLevel, std::string_view line) { lines.emplace_back(line); });
+  SetLogFormat(LogFormat::kJson);
+  RFS_LOG(kError) << "quote \" backslash \\ newline\n tab\t ctl\x01 password=hunter2";
+  SetLogFormat(LogFormat::kText);
+  SetLogSink(nullptr);
+  ASSERT_EQ(lines.size(), 1u);
+  auto j = nlohmann::json::parse(lines[0]);  // throws (fails the test) if not JSON
+  EXPECT_EQ(j["level"], "error");
+  EXPECT_EQ(j["msg"].get<std::string>().rfind("quote \" backslash \\ newline\n tab\t ctl\x01", 0),
+            0u)
+      << lines[0];
+  EXPECT_EQ(lines[0].find("hunter2"), std::string::npos);
+  EXPECT_EQ(j["source"].get<std::string>().rfind("logging_test.cc:", 0), 0u);
+  EXPECT_EQ(j["time"].get<std::string>().size(), 27u);
+  EXPECT_EQ(lines[0].find('\n'), std::string::npos);
+  LogFormat f;
+  EXPECT_TRUE(ParseLogFormat("json", &f));
+  EXPECT_EQ(f, LogFormat::kJson);
+  EXPECT_FALSE(ParseLogFormat("xml", &f));
 }
 
 TEST(LoggingTest, ParseLevel) {

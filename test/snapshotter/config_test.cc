@@ -69,7 +69,7 @@ version: 1
 root: /var/lib/x
 address: /run/x.sock
 grpc: {socket_mode: "0600", socket_gid: 42, max_message_bytes: 65536, shutdown_grace_seconds: 3}
-log: {level: debug}
+log: {level: debug, format: json}
 metrics: {address: "[::1]:9999"}
 snapshot:
   sync_remove: true
@@ -86,6 +86,8 @@ snapshot:
   EXPECT_EQ(c->server.max_message_bytes, 65536);
   EXPECT_EQ(c->shutdown_grace, std::chrono::seconds(3));
   EXPECT_EQ(c->log_level, base::LogLevel::kDebug);
+  EXPECT_EQ(c->log_format, base::LogFormat::kJson);
+  EXPECT_EQ(DefaultConfig().log_format, base::LogFormat::kText);
   EXPECT_EQ(c->metrics_address, "[::1]:9999");
   EXPECT_TRUE(c->snapshotter.sync_remove);
   EXPECT_TRUE(c->snapshotter.overlay.index_off);
@@ -107,6 +109,7 @@ TEST(ConfigTest, ErrorsNameTheKeyAndValue) {
       {"grpc: {max_message_bytes: lots}",
        "key \"grpc.max_message_bytes\": expected an integer, got \"lots\""},
       {"log: {level: loud}", "key \"log.level\": \"loud\" is not debug, info, warn or error"},
+      {"log: {format: xml}", "key \"log.format\": \"xml\" is not text or json"},
       {"metrics: {address: 9110}", "key \"metrics.address\": \"9110\" is not host:port"},
       {"metrics: {address: \"h:70000\"}", "port 1..65535"},
       {"snapshot: {sync_remove: yes please}",
@@ -177,6 +180,21 @@ registry:
     auto r = ParseConfig(bad, "f.yaml");
     EXPECT_FALSE(r.ok()) << bad;
   }
+}
+
+// docs/rafs-snapshotter.md shows the defaults: its first yaml block is
+// exactly --print-default-config.
+TEST(ConfigTest, DocsShowTheDefaults) {
+  std::string here = __FILE__;
+  const std::string docs = here.substr(0, here.rfind("/test/")) + "/docs/rafs-snapshotter.md";
+  auto bytes = rfs::testing::ReadFileBytes(docs);
+  const std::string text(bytes.begin(), bytes.end());
+  const size_t start = text.find("```yaml\n");
+  ASSERT_NE(start, std::string::npos) << docs;
+  const size_t end = text.find("```", start + 8);
+  ASSERT_NE(end, std::string::npos);
+  EXPECT_EQ(text.substr(start + 8, end - start - 8), std::string(kDefaultConfigYaml))
+      << "update the yaml block in " << docs << " from rafs-snapshotter --print-default-config";
 }
 
 TEST(ConfigTest, LoadFromFile) {
