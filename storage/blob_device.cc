@@ -223,7 +223,9 @@ Status BlobDevice::FetchRun(Blob* blob, const std::vector<ChunkInfo>& run, const
   if (in_flight.n != nullptr) in_flight.n->fetch_add(1);
   const uint64_t start = run.front().compressed_offset;
   const uint64_t end = run.back().compressed_offset + run.back().compressed_size;
-  std::vector<uint8_t> stored(end - start);
+  // Not zero-filled: every byte is written by the read or the run fails.
+  std::unique_ptr<uint8_t[]> stored_buf(new uint8_t[end - start]);
+  base::MutableByteSpan stored(stored_buf.get(), end - start);
   m_.requests[src]->Increment();
   m_.bytes[src]->Increment(stored.size());
   fetched_bytes_.fetch_add(stored.size(), std::memory_order_relaxed);
@@ -289,8 +291,18 @@ Status BlobDevice::EnsureCached(Blob* blob, std::vector<ChunkInfo> chunks, const
   m_.cache_hits->Increment(ready.size());
   m_.cache_misses->Increment(claimed.size() + busy.size());
 
-  // Fetch what we claimed, adjacent chunks in one request each.
-  Status first_error;
+  // Fetch what we claimed: adjacent chunks in one request each, up to
+  // merge_max_bytes. A large plan is cut into up to fetch_parallelism
+  // requests fetched at once, so that receiving, verifying and writing the
+  // cache overlap instead of taking turns.
+  uint64_t total = 0;
+  for (const ChunkInfo& c : claimed) total += c.compressed_size;
+  const int parallel = std::max(1, options_.fetch_parallelism);
+  uint64_t piece = options_.merge_max_bytes;
+  if (parallel > 1 && total >= 2 * options_.parallel_min_bytes) {
+    piece = std::min(piece, std::max(options_.parallel_min_bytes, base::CeilDiv(total, parallel)));
+  }
+  std::vector<std::vector<ChunkInfo>> runs;
   for (size_t i = 0; i < claimed.size();) {
     std::vector<ChunkInfo> run = {claimed[i]};
     uint64_t bytes = claimed[i].compressed_size;
@@ -298,20 +310,29 @@ Status BlobDevice::EnsureCached(Blob* blob, std::vector<ChunkInfo> chunks, const
     while (j < claimed.size() &&
            claimed[j].compressed_offset == run.back().compressed_offset +
                                                run.back().compressed_size &&
-           bytes + claimed[j].compressed_size <= options_.merge_max_bytes) {
+           bytes + claimed[j].compressed_size <= piece) {
       bytes += claimed[j].compressed_size;
       run.push_back(claimed[j++]);
     }
-    if (first_error.ok()) {
-      Status s = FetchRun(blob, run, ctx);
-      if (!s.ok()) first_error = s;
-    } else {
-      // Every claim must end, or its waiters would wait forever.
-      for (const ChunkInfo& c : run) blob->cache->Abort(c.index, first_error);
-    }
+    runs.push_back(std::move(run));
     i = j;
   }
-  if (!first_error.ok()) return first_error;
+  // Every run ends all its claims (ready or aborted), whatever happens.
+  std::vector<Status> results(runs.size());
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t k = next.fetch_add(1); k < runs.size(); k = next.fetch_add(1)) {
+      results[k] = FetchRun(blob, runs[k], ctx);
+    }
+  };
+  std::vector<std::thread> helpers;
+  const size_t extra = std::min(runs.size(), static_cast<size_t>(parallel)) - (runs.empty() ? 0 : 1);
+  for (size_t t = 0; t < extra; ++t) helpers.emplace_back(work);
+  work();
+  for (auto& t : helpers) t.join();
+  for (const Status& r : results) {
+    if (!r.ok()) return r;
+  }
   for (auto& [c, pending] : busy) {
     RETURN_IF_ERROR(blob->cache->Wait(pending, c.index, ctx.deadline));
     ready.push_back(c);

@@ -46,6 +46,10 @@ struct DeviceOptions {
   std::string cache_dir;
   // Adjacent missing chunks are fetched together up to this many bytes.
   uint64_t merge_max_bytes = 4u << 20;
+  // A plan missing at least 2 x parallel_min_bytes is fetched with up to
+  // this many range requests at once (pieces of at least parallel_min_bytes).
+  int fetch_parallelism = 4;
+  uint64_t parallel_min_bytes = 1u << 20;
   // Fetch attempts of a chunk whose bytes fail verification.
   int verify_attempts = 2;
   // How often ready marks are made durable in the background (they are
