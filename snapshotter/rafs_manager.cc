@@ -160,8 +160,8 @@ Result<std::shared_ptr<storage::BlobBackend>> RafsManager::RegistryBackendFor(
   } else {
     const std::string path =
         options_.docker_config.empty() ? DefaultDockerConfig() : options_.docker_config;
-    ASSIGN_OR_RETURN(auto creds, storage::DockerConfigCredentials::Load(path));
-    o.credentials = std::move(creds);
+    // Followed as it changes: a later login is used at the next 401.
+    o.credentials = std::make_shared<storage::DockerConfigFile>(path);
   }
   ASSIGN_OR_RETURN(auto backend, storage::RegistryBackend::Create(std::move(o)));
   return std::shared_ptr<storage::BlobBackend>(std::move(backend));

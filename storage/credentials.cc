@@ -1,10 +1,13 @@
 #include "storage/credentials.h"
 
 #include <openssl/evp.h>
+#include <sys/stat.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+
+#include "base/logging.h"
 
 namespace rfs::storage {
 
@@ -99,6 +102,34 @@ Result<std::optional<Credential>> DockerConfigCredentials::Get(const std::string
   auto it = by_host_.find(NormalizeRegistryHost(host));
   if (it == by_host_.end()) return std::optional<Credential>();
   return std::optional<Credential>(it->second);
+}
+
+Result<std::optional<Credential>> DockerConfigFile::Get(const std::string& host) {
+  base::MutexLock l(&mu_);
+  struct stat st {};
+  if (::stat(path_.c_str(), &st) != 0) {
+    current_.reset();  // removed: no credentials
+    loaded_ = false;
+    return std::optional<Credential>();
+  }
+  const int64_t mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  if (!loaded_ || st.st_ino != ino_ || static_cast<uint64_t>(st.st_size) != size_ ||
+      mtime != mtime_ns_) {
+    Result<std::unique_ptr<DockerConfigCredentials>> fresh = DockerConfigCredentials::Load(path_);
+    if (fresh.ok()) {
+      current_ = std::move(*fresh);
+      loaded_ = true;
+      ino_ = st.st_ino;
+      size_ = static_cast<uint64_t>(st.st_size);
+      mtime_ns_ = mtime;
+    } else if (current_ == nullptr) {
+      return fresh.status();
+    } else {
+      RFS_LOG(kWarning) << "keeping the last good credentials: " << fresh.status();
+    }
+  }
+  if (current_ == nullptr) return std::optional<Credential>();
+  return current_->Get(host);
 }
 
 }  // namespace rfs::storage

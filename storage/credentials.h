@@ -56,6 +56,26 @@ class DockerConfigCredentials final : public CredentialProvider {
   std::map<std::string, Credential> by_host_;
 };
 
+// A docker config.json followed as it changes: each Get looks at the file
+// (its inode, size and mtime) and reads it again when it changed, so a new
+// `docker login` (or a rotated pull secret written there) is used by the
+// next authentication, e.g. after a 401, of a mount that lives for days. A
+// file that turns unreadable or invalid keeps the last good credentials; a
+// removed file means none.
+class DockerConfigFile final : public CredentialProvider {
+ public:
+  explicit DockerConfigFile(std::string path) : path_(std::move(path)) {}
+  base::Result<std::optional<Credential>> Get(const std::string& host) override EXCLUDES(mu_);
+
+ private:
+  const std::string path_;
+  base::Mutex mu_;
+  bool loaded_ GUARDED_BY(mu_) = false;
+  uint64_t ino_ GUARDED_BY(mu_) = 0, size_ GUARDED_BY(mu_) = 0;
+  int64_t mtime_ns_ GUARDED_BY(mu_) = 0;
+  std::unique_ptr<DockerConfigCredentials> current_ GUARDED_BY(mu_);
+};
+
 // Normalises a registry host for lookups: docker.io, index.docker.io and
 // registry-1.docker.io become "index.docker.io"; scheme and path dropped.
 std::string NormalizeRegistryHost(const std::string& host_or_url);

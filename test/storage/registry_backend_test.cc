@@ -3,9 +3,11 @@
 // flow, redirects to blob storage and faults.
 #include "storage/registry_backend.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -418,6 +420,28 @@ TEST(CredentialsTest, DockerConfigJson) {
   EXPECT_FALSE((*(*c)->Get("broken.example.com")).has_value());
   EXPECT_FALSE((*(*c)->Get("other.example.com")).has_value());
   EXPECT_FALSE(DockerConfigCredentials::Parse("not json").ok());
+}
+
+// A config file followed as it changes: a new login is seen by the next Get,
+// a broken rewrite keeps the last good credentials, removal means none.
+TEST(CredentialsTest, DockerConfigFileFollowsChanges) {
+  testing::TempDir tmp;
+  const std::string path = tmp.Sub("config.json");
+  auto write = [&](const std::string& text, long sec) {
+    testing::WriteFileBytes(path, std::vector<uint8_t>(text.begin(), text.end()));
+    struct timespec ts[2] = {{sec, 0}, {sec, 0}};
+    ASSERT_EQ(::utimensat(AT_FDCWD, path.c_str(), ts, 0), 0);
+  };
+  DockerConfigFile f(path);
+  EXPECT_FALSE((*f.Get("r.example")).has_value());  // no file yet
+  write(R"({"auths": {"r.example": {"username": "old", "password": "p1"}}})", 1000);
+  EXPECT_EQ((*f.Get("r.example"))->username, "old");
+  write(R"({"auths": {"r.example": {"username": "new", "password": "p2"}}})", 2000);
+  EXPECT_EQ((*f.Get("r.example"))->username, "new");
+  write("{ broken", 3000);
+  EXPECT_EQ((*f.Get("r.example"))->username, "new");
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  EXPECT_FALSE((*f.Get("r.example")).has_value());
 }
 
 }  // namespace
