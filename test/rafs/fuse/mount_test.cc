@@ -31,7 +31,10 @@
 #include "rafs/meta/walk.h"
 #include "storage/blob_reader.h"
 #include "test/rafs/builder/tree_gen.h"
+#include "storage/registry_backend.h"
 #include "test/support/dir_compare.h"
+#include "test/support/fault_proxy.h"
+#include "test/support/local_registry.h"
 #include "test/support/kernel_mount.h"
 #include "test/support/test_util.h"
 #include "test/support/tree_compare.h"
@@ -479,6 +482,77 @@ TEST(RafsMountTest, PrefetchTableFillsTheCache) {
   EXPECT_LT(::read(fd, buf, sizeof(buf)), 0);
   EXPECT_EQ(errno, EIO);
   ::close(fd);
+}
+
+// The blob comes from a loopback registry through a fault-injecting proxy:
+// while the registry answers 503 (retried, then given up at the deadline) a
+// reader gets EIO within the read deadline; once it recovers, the same read
+// returns the right bytes.
+TEST(RafsMountTest, RegistryFaultsGiveEioThenRecover) {
+  REQUIRE_FUSE();
+  if (!testing::LocalRegistry::Available()) GTEST_SKIP() << "docker-registry is not installed";
+  TempDir t;
+  const std::string src = MakeDir(t, "src");
+  std::vector<uint8_t> data(600000);
+  std::mt19937 rng(4);
+  for (auto& c : data) c = static_cast<uint8_t>(rng());
+  testing::WriteFileBytes(src + "/data", data);
+  const std::string boot = t.Sub("boot"), blobs = MakeDir(t, "blobs");
+  builder::BuildOptions bo;
+  bo.chunk_size = 64 * 1024;
+  bo.digester = base::DigestAlgo::kSha256;
+  auto built = builder::BuildFromDirectory(src, boot, blobs, bo);
+  ASSERT_TRUE(built.ok()) << built.status();
+  auto reg = testing::LocalRegistry::Start(t.Sub("registry"));
+  ASSERT_TRUE(reg.ok()) << reg.status();
+  ASSERT_TRUE((*reg)->PushBlob("app", testing::ReadFileBytes(built->blob_path)).ok());
+  testing::FaultProxy::Options po;
+  po.upstream = (*reg)->host();
+  auto proxy = testing::FaultProxy::Start(po);
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  storage::RegistryOptions ro;
+  ro.host = (*proxy)->host();
+  ro.repository = "app";
+  ro.plain_http = true;
+  ro.retry.max_attempts = 3;
+  auto backend = storage::RegistryBackend::Create(ro);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  auto meta = meta::OpenMetadataFile(boot);
+  ASSERT_TRUE(meta.ok());
+  auto image = fs::Image::Open(std::shared_ptr<meta::Metadata>(std::move(*meta)), *backend);
+  ASSERT_TRUE(image.ok()) << image.status();
+  const std::string mnt = MakeDir(t, "mnt");
+  base::MetricsRegistry metrics;
+  MountOptions o;
+  o.read_timeout = std::chrono::seconds(3);
+  o.metrics = &metrics;
+  auto m = MountAt(std::shared_ptr<fs::Image>(std::move(*image)), mnt, o);
+  ASSERT_NE(m, nullptr);
+
+  testing::FaultRule rule;
+  rule.path_contains = "/blobs/";
+  rule.times = -1;
+  rule.fault.kind = testing::Fault::Kind::kStatus;
+  rule.fault.status = 503;
+  (*proxy)->AddRule(rule);
+  int fd = ::open((mnt + "/data").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  std::vector<uint8_t> buf(65536);
+  auto t0 = std::chrono::steady_clock::now();
+  errno = 0;
+  EXPECT_LT(::pread(fd, buf.data(), buf.size(), 131072), 0);
+  EXPECT_EQ(errno, EIO);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+  EXPECT_GT((*proxy)->Count("/blobs/"), 0);
+  EXPECT_NE(metrics.RenderPrometheus().find("rafs_fuse_eio_total{reason=\"backend\"}"),
+            std::string::npos)
+      << metrics.RenderPrometheus();
+
+  (*proxy)->ClearRules();
+  ASSERT_EQ(::pread(fd, buf.data(), buf.size(), 131072), 65536);
+  EXPECT_EQ(std::memcmp(buf.data(), data.data() + 131072, 65536), 0);
+  ::close(fd);
+  EXPECT_EQ(testing::ReadFileBytes(mnt + "/data"), data);
 }
 
 // Stop() while a file is open detaches and aborts instead of hanging.
