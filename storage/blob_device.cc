@@ -197,10 +197,13 @@ bool BlobDevice::Cacheable(const Blob& blob, const ChunkInfo& c) {
 }
 
 Status BlobDevice::FetchOneVerified(Blob* blob, const ChunkInfo& c, MutableByteSpan out,
-                                    const IoContext& ctx) {
-  const int src = SourceIndex(ctx);
+                                    const IoContext& first_ctx, bool after_bad_bytes) {
+  const int src = SourceIndex(first_ctx);
+  IoContext ctx = first_ctx;
+  ctx.after_bad_bytes = after_bad_bytes;
   Status last;
   for (int attempt = 0; attempt < std::max(1, options_.verify_attempts); ++attempt) {
+    if (attempt > 0) ctx.after_bad_bytes = true;
     m_.requests[src]->Increment();
     m_.bytes[src]->Increment(c.compressed_size);
     fetched_bytes_.fetch_add(c.compressed_size, std::memory_order_relaxed);
@@ -246,13 +249,13 @@ Status BlobDevice::FetchRun(Blob* blob, const std::vector<ChunkInfo>& run, const
       if (s.code() == base::StatusCode::kDataLoss) {
         // Wrong bytes from the source: fetch this chunk alone once more.
         m_.verify_failures->Increment();
-        s = FetchOneVerified(blob, c, out, ctx);
+        s = FetchOneVerified(blob, c, out, ctx, /*after_bad_bytes=*/true);
       }
     } else if (s.code() == base::StatusCode::kDataLoss) {
       // The answer for the whole range was wrong (a body longer than the
       // range, another Content-Range, a chunk past the blob's end): each
       // chunk alone, like a digest mismatch.
-      s = FetchOneVerified(blob, c, out, ctx);
+      s = FetchOneVerified(blob, c, out, ctx, /*after_bad_bytes=*/true);
     }
     if (s.ok()) s = blob->cache->MarkReady(c.index, c.uncompressed_offset, out);
     if (s.ok()) {
@@ -410,7 +413,7 @@ Result<std::vector<DataSlice>> BlobDevice::ReadSlices(const ChunkIoVec& iov, con
           d.offset = s.chunk.uncompressed_offset + s.offset_in_chunk;
         } else {
           chunk_buf.resize(s.chunk.uncompressed_size);
-          RETURN_IF_ERROR(FetchOneVerified(blob, s.chunk, chunk_buf, ctx));
+          RETURN_IF_ERROR(FetchOneVerified(blob, s.chunk, chunk_buf, ctx, false));
           const size_t at = scratch->size();
           scratch->insert(scratch->end(), chunk_buf.begin() + s.offset_in_chunk,
                           chunk_buf.begin() + s.offset_in_chunk + s.length);

@@ -121,8 +121,11 @@ class BlobDevice {
                             int depth = 0);
   // Fetches a run of chunks adjacent in the blob with one request.
   base::Status FetchRun(Blob* blob, const std::vector<ChunkInfo>& run, const IoContext& ctx);
+  // One chunk alone, verified, up to verify_attempts times; every attempt
+  // after bad bytes (and the first when `after_bad_bytes`) asks the backend
+  // for its authoritative source (IoContext::after_bad_bytes).
   base::Status FetchOneVerified(Blob* blob, const ChunkInfo& c, base::MutableByteSpan out,
-                                const IoContext& ctx);
+                                const IoContext& ctx, bool after_bad_bytes);
   static bool Cacheable(const Blob& blob, const ChunkInfo& c);
 
   void FlushLoop();

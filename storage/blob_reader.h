@@ -33,6 +33,10 @@ std::string_view IoSourceName(IoSource s);  // "on_demand", "prefetch"
 struct IoContext {
   base::Deadline deadline = base::Deadline::Infinite();
   IoSource source = IoSource::kOnDemand;
+  // The bytes last read for this range failed verification: a backend with
+  // several sources reads from its authoritative one (a registry skips its
+  // mirrors).
+  bool after_bad_bytes = false;
 };
 
 struct RetryPolicy {

@@ -1,6 +1,7 @@
 #include "storage/registry_backend.h"
 
 #include <openssl/evp.h>
+#include <openssl/x509_vfy.h>
 
 #include <algorithm>
 #include <cctype>
@@ -158,15 +159,76 @@ Result<std::shared_ptr<RegistryBackend>> RegistryBackend::Create(RegistryOptions
   if (options.host.find('/') != std::string::npos) {
     return base::InvalidArgumentError("registry host '", options.host, "' must not contain '/'");
   }
+  for (const RegistryMirror& m : options.mirrors) {
+    if (m.origin.rfind("http://", 0) != 0 && m.origin.rfind("https://", 0) != 0) {
+      return base::InvalidArgumentError("mirror '", m.origin, "' must be http:// or https://");
+    }
+    if (m.host.empty() || m.host.find('/') != std::string::npos) {
+      return base::InvalidArgumentError("mirror '", m.origin, "' has a bad host '", m.host, "'");
+    }
+  }
   return std::shared_ptr<RegistryBackend>(new RegistryBackend(std::move(options)));
 }
 
-std::string RegistryBackend::Origin() const {
-  return (options_.plain_http ? "http://" : "https://") + options_.host;
+RegistryBackend::RegistryBackend(RegistryOptions options) : options_(std::move(options)) {
+  base::MetricsRegistry& reg = *options_.metrics;
+  const char* kHelp = "Registry requests (blobs, manifests) by the role of the host asked.";
+  base::Counter* mirror_requests =
+      reg.GetCounter("rfs_registry_requests_total", kHelp, {{"role", "mirror"}});
+  for (const RegistryMirror& m : options_.mirrors) {
+    auto ep = std::make_unique<Endpoint>();
+    ep->mirror = true;
+    ep->origin = m.origin;
+    ep->host = m.host;
+    ep->path = m.path;
+    ep->query = "?ns=" + UrlEncode(options_.host);
+    ep->pull = m.pull;
+    ep->resolve = m.resolve;
+    ep->skip_verify = m.skip_verify;
+    ep->ca_files = m.ca_files;
+    ep->requests = mirror_requests;
+    endpoints_.push_back(std::move(ep));
+  }
+  auto origin = std::make_unique<Endpoint>();
+  origin->origin = (options_.plain_http ? "http://" : "https://") + options_.host;
+  origin->host = options_.host;
+  origin->path = "/v2";
+  origin->skip_verify = options_.skip_verify;
+  if (!options_.ca_file.empty()) origin->ca_files = {options_.ca_file};
+  origin->requests = reg.GetCounter("rfs_registry_requests_total", kHelp, {{"role", "origin"}});
+  endpoints_.push_back(std::move(origin));
+  fallbacks_ = reg.GetCounter("rfs_registry_mirror_fallbacks_total",
+                              "Registry requests a mirror failed, passed on to the next host.");
 }
 
 std::string RegistryBackend::BlobPath(const std::string& blob_id) const {
-  return "/v2/" + options_.repository + "/blobs/sha256:" + blob_id;
+  return "/" + options_.repository + "/blobs/sha256:" + blob_id;
+}
+
+Status RegistryBackend::TryEndpoints(
+    bool blob, const IoContext& ctx,
+    const std::function<Status(Endpoint&, bool* connection)>& attempt) {
+  Status last;
+  for (const auto& ep : endpoints_) {
+    if (ep->mirror) {
+      if (ctx.after_bad_bytes || !(blob ? ep->pull : ep->resolve)) continue;
+      MutexLock lock(&ep->mu);
+      if (std::chrono::steady_clock::now() < ep->down_until) continue;
+    }
+    bool connection = false;
+    last = attempt(*ep, &connection);
+    if (last.ok() || !ep->mirror) return last;
+    if (ctx.deadline.Expired() || last.code() == base::StatusCode::kDeadlineExceeded) {
+      return last;
+    }
+    fallbacks_->Increment();
+    if (connection) {
+      MutexLock lock(&ep->mu);
+      ep->down_until = std::chrono::steady_clock::now() + options_.mirror_retry_after;
+    }
+    RFS_LOG(kDebug) << "mirror " << ep->origin << " failed, trying the next host: " << last;
+  }
+  return last;
 }
 
 Result<RegistryBackend::Response> RegistryBackend::Request(
@@ -182,8 +244,28 @@ Result<RegistryBackend::Response> RegistryBackend::Request(
   cli.set_read_timeout(rt.count() / 1000, (rt.count() % 1000) * 1000);
   cli.set_write_timeout(rt.count() / 1000, (rt.count() % 1000) * 1000);
   if (target.origin.rfind("https://", 0) == 0) {
-    cli.enable_server_certificate_verification(!options_.skip_verify);
-    if (!options_.ca_file.empty()) cli.set_ca_cert_path(options_.ca_file.c_str());
+    // A host's own TLS settings; redirect targets (object storage) get the
+    // origin's.
+    const Endpoint* tls = endpoints_.back().get();
+    for (const auto& ep : endpoints_) {
+      if (ep->origin == target.origin) {
+        tls = ep.get();
+        break;
+      }
+    }
+    cli.enable_server_certificate_verification(!tls->skip_verify);
+    if (tls->ca_files.size() == 1) {
+      cli.set_ca_cert_path(tls->ca_files.front().c_str());
+    } else if (tls->ca_files.size() > 1) {
+      X509_STORE* store = X509_STORE_new();
+      for (const auto& f : tls->ca_files) {
+        if (X509_STORE_load_locations(store, f.c_str(), nullptr) != 1) {
+          X509_STORE_free(store);
+          return base::UnavailableError(target.origin, ": cannot load the CA certificates ", f);
+        }
+      }
+      cli.set_ca_cert_store(store);  // the client owns it
+    }
   }
   httplib::Headers h;
   for (const auto& [k, v] : headers) h.emplace(k, v);
@@ -231,17 +313,17 @@ Result<RegistryBackend::Response> RegistryBackend::Request(
   return resp;
 }
 
-std::string RegistryBackend::CachedAuthorization() {
-  MutexLock lock(&mu_);
-  if (!authorization_.empty() && std::chrono::steady_clock::now() >= auth_expiry_) {
-    authorization_.clear();
+std::string RegistryBackend::CachedAuthorization(Endpoint& ep) {
+  MutexLock lock(&ep.mu);
+  if (!ep.authorization.empty() && std::chrono::steady_clock::now() >= ep.auth_expiry) {
+    ep.authorization.clear();
   }
-  return authorization_;
+  return ep.authorization;
 }
 
-void RegistryBackend::DropAuthorization(const std::string& failed) {
-  MutexLock lock(&mu_);
-  if (authorization_ == failed) authorization_.clear();
+void RegistryBackend::DropAuthorization(Endpoint& ep, const std::string& failed) {
+  MutexLock lock(&ep.mu);
+  if (ep.authorization == failed) ep.authorization.clear();
 }
 
 std::optional<RegistryBackend::Target> RegistryBackend::CachedRedirect(const std::string& id) {
@@ -260,25 +342,25 @@ void RegistryBackend::SetRedirect(const std::string& id, std::optional<Target> t
   }
 }
 
-Status RegistryBackend::Authenticate(const std::string& challenge, const IoContext& ctx,
-                                     const std::string& failed) {
-  MutexLock single_flight(&auth_mu_);
-  if (const std::string now = CachedAuthorization(); !now.empty() && now != failed) {
+Status RegistryBackend::Authenticate(Endpoint& ep, const std::string& challenge,
+                                     const IoContext& ctx, const std::string& failed) {
+  MutexLock single_flight(&ep.auth_mu);
+  if (const std::string now = CachedAuthorization(ep); !now.empty() && now != failed) {
     return Status::Ok();  // answered by another caller while we waited
   }
   auto [scheme, params] = ParseChallenge(challenge);
   std::optional<Credential> cred;
   if (options_.credentials != nullptr) {
-    ASSIGN_OR_RETURN(cred, options_.credentials->Get(options_.host));
+    ASSIGN_OR_RETURN(cred, options_.credentials->Get(ep.host));
   }
-  const std::string what = "registry " + options_.host;
+  const std::string what = (ep.mirror ? "mirror " : "registry ") + ep.host;
   if (scheme == "basic") {
     if (!cred || cred->username.empty()) {
       return base::UnauthenticatedError(what, ": requires credentials (basic auth), none found");
     }
-    MutexLock lock(&mu_);
-    authorization_ = "Basic " + Base64Encode(cred->username + ":" + cred->password);
-    auth_expiry_ = std::chrono::steady_clock::time_point::max();
+    MutexLock lock(&ep.mu);
+    ep.authorization = "Basic " + Base64Encode(cred->username + ":" + cred->password);
+    ep.auth_expiry = std::chrono::steady_clock::time_point::max();
     return Status::Ok();
   }
   if (scheme != "bearer") {
@@ -286,7 +368,7 @@ Status RegistryBackend::Authenticate(const std::string& challenge, const IoConte
   }
   const std::string realm = params["realm"];
   if (realm.empty()) return base::UnauthenticatedError(what, ": bearer challenge without realm");
-  ASSIGN_OR_RETURN(Target token_target, ParseUrl(realm, Origin()));
+  ASSIGN_OR_RETURN(Target token_target, ParseUrl(realm, ep.origin));
   const std::string scope =
       params.count("scope") ? params["scope"] : "repository:" + options_.repository + ":pull";
   const std::string service = params["service"];
@@ -335,18 +417,21 @@ Status RegistryBackend::Authenticate(const std::string& challenge, const IoConte
   if (token.empty()) {
     return base::UnauthenticatedError("token endpoint of ", what, " returned no token");
   }
-  MutexLock lock(&mu_);
-  authorization_ = "Bearer " + token;
+  MutexLock lock(&ep.mu);
+  ep.authorization = "Bearer " + token;
   // Refresh a little early so a token does not expire in flight.
-  auth_expiry_ = std::chrono::steady_clock::now() +
+  ep.auth_expiry = std::chrono::steady_clock::now() +
                  std::chrono::seconds(expires_in > 30 ? expires_in - 20 : expires_in);
   return Status::Ok();
 }
 
 Result<RegistryBackend::Response> RegistryBackend::Send(
-    const std::string& method, const std::string& path, const std::string& redirect_key,
-    const std::map<std::string, std::string>& headers, const BodySink* sink,
-    const IoContext& ctx) {
+    Endpoint& ep, const std::string& method, const std::string& path,
+    const std::string& blob_key, const std::map<std::string, std::string>& headers,
+    const BodySink* sink, const IoContext& ctx) {
+  ep.requests->Increment();
+  // Redirects are cached per host: a mirror's storage is not the origin's.
+  const std::string redirect_key = blob_key.empty() ? "" : ep.origin + " " + blob_key;
   if (!redirect_key.empty()) {
     if (auto redirect = CachedRedirect(redirect_key)) {
       auto r = Request(method, *redirect, headers, sink, ctx);
@@ -356,11 +441,11 @@ Result<RegistryBackend::Response> RegistryBackend::Send(
       SetRedirect(redirect_key, std::nullopt);
     }
   }
-  const Target target{Origin(), path};
-  const std::string what = "registry " + options_.host;
+  const Target target{ep.origin, ep.path + path + ep.query};
+  const std::string what = (ep.mirror ? "mirror " : "registry ") + ep.host;
   for (int attempt = 0;; ++attempt) {
     std::map<std::string, std::string> h = headers;
-    const std::string auth = CachedAuthorization();
+    const std::string auth = CachedAuthorization(ep);
     if (!auth.empty()) h["Authorization"] = auth;
     ASSIGN_OR_RETURN(Response r, Request(method, target, h, sink, ctx));
     if (r.status == 401 && attempt < 2) {
@@ -369,13 +454,13 @@ Result<RegistryBackend::Response> RegistryBackend::Send(
         // Stale credentials (or a misleading challenge answering them):
         // drop them and ask again, with what another caller may have
         // fetched meanwhile, else without, to get the real challenge.
-        DropAuthorization(auth);
+        DropAuthorization(ep, auth);
         if (attempt == 0) continue;
       }
       if (challenge == r.headers.end()) {
         return base::UnauthenticatedError(what, ": 401 without a challenge");
       }
-      RETURN_IF_ERROR(Authenticate(challenge->second, ctx, auth));
+      RETURN_IF_ERROR(Authenticate(ep, challenge->second, ctx, auth));
       continue;
     }
     if (r.status >= 300 && r.status < 400 && r.status != 304) {
@@ -418,6 +503,7 @@ Result<RegistryBackend::Manifest> RegistryBackend::GetManifest(const std::string
   Status s = RetryTransient(
       options_.retry, ctx.deadline, [&] { return what; },
       [&]() -> Status {
+        return TryEndpoints(false, ctx, [&](Endpoint& ep, bool* connection) -> Status {
         bool too_big = false;
         BodySink sink;
         sink.start = [&](int) {
@@ -432,10 +518,15 @@ Result<RegistryBackend::Manifest> RegistryBackend::GetManifest(const std::string
           m.bytes.insert(m.bytes.end(), d, d + n);
           return true;
         };
-        ASSIGN_OR_RETURN(Response r, Send("GET", "/v2/" + options_.repository + "/manifests/" +
-                                                     reference,
-                                          "", headers, &sink, ctx));
-        SleepRetryAfter(r, ctx.deadline);
+        Result<Response> sent =
+            Send(ep, "GET", "/" + options_.repository + "/manifests/" + reference, "", headers,
+                 &sink, ctx);
+        if (!sent.ok()) {
+          *connection = sent.status().code() == base::StatusCode::kUnavailable;
+          return sent.status();
+        }
+        const Response& r = *sent;
+        if (!ep.mirror) SleepRetryAfter(r, ctx.deadline);
         if (r.status != 200) {
           if (r.status >= 200 && r.status < 300) {
             return base::FailedPreconditionError(what, ": unexpected http status ", r.status);
@@ -457,12 +548,13 @@ Result<RegistryBackend::Manifest> RegistryBackend::GetManifest(const std::string
           return base::DataLossError(what, ": body does not match Docker-Content-Digest ",
                                      dcd->second, " (got ", m.digest, ")");
         }
+        if (reference.rfind("sha256:", 0) == 0 && Lower(reference) != m.digest) {
+          return base::DataLossError(what, ": content digest is ", m.digest);
+        }
         return Status::Ok();
+        });
       });
   RETURN_IF_ERROR(s);
-  if (reference.rfind("sha256:", 0) == 0 && Lower(reference) != m.digest) {
-    return base::DataLossError(what, ": content digest is ", m.digest);
-  }
   return m;
 }
 
@@ -479,11 +571,21 @@ class RegistryBlobReader final : public BlobReader {
       MutexLock lock(&mu_);
       if (size_ != 0) return size_;
     }
-    ASSIGN_OR_RETURN(RegistryBackend::Response r, Fetch("HEAD", {}, nullptr, IoContext{}));
-    RETURN_IF_ERROR(HttpStatusToStatus(r.status, What()));
-    auto it = r.headers.find("content-length");
-    if (it == r.headers.end()) return base::DataLossError(What(), ": no content-length");
-    uint64_t n = std::strtoull(it->second.c_str(), nullptr, 10);
+    uint64_t n = 0;
+    Status found = backend_->TryEndpoints(
+        true, IoContext{}, [&](RegistryBackend::Endpoint& ep, bool* connection) -> Status {
+          Result<RegistryBackend::Response> r = Fetch(ep, "HEAD", {}, nullptr, IoContext{});
+          if (!r.ok()) {
+            *connection = r.status().code() == base::StatusCode::kUnavailable;
+            return r.status();
+          }
+          RETURN_IF_ERROR(HttpStatusToStatus(r->status, What()));
+          auto it = r->headers.find("content-length");
+          if (it == r->headers.end()) return base::DataLossError(What(), ": no content-length");
+          n = std::strtoull(it->second.c_str(), nullptr, 10);
+          return Status::Ok();
+        });
+    RETURN_IF_ERROR(found);
     MutexLock lock(&mu_);
     size_ = n;
     return n;
@@ -492,16 +594,25 @@ class RegistryBlobReader final : public BlobReader {
  private:
   std::string What() const { return "blob " + id_ + " at " + backend_->options().host; }
 
-  Result<RegistryBackend::Response> Fetch(const std::string& method,
+  Result<RegistryBackend::Response> Fetch(RegistryBackend::Endpoint& ep, const std::string& method,
                                           const std::map<std::string, std::string>& headers,
                                           const RegistryBackend::BodySink* sink,
                                           const IoContext& ctx) {
-    return backend_->Send(method, backend_->BlobPath(id_), id_, headers, sink, ctx);
+    return backend_->Send(ep, method, backend_->BlobPath(id_), id_, headers, sink, ctx);
   }
 
   base::Status TryReadAt(uint64_t offset, base::MutableByteSpan dst,
                          const IoContext& ctx) override {
     if (dst.empty()) return Status::Ok();
+    return backend_->TryEndpoints(
+        true, ctx, [&](RegistryBackend::Endpoint& ep, bool* connection) {
+          return TryReadFrom(ep, offset, dst, ctx, connection);
+        });
+  }
+
+  // One request to one host.
+  base::Status TryReadFrom(RegistryBackend::Endpoint& ep, uint64_t offset,
+                           base::MutableByteSpan dst, const IoContext& ctx, bool* connection) {
     const uint64_t last = offset + dst.size() - 1;
     size_t got = 0;
     bool overlong = false;
@@ -535,8 +646,14 @@ class RegistryBlobReader final : public BlobReader {
     };
     std::map<std::string, std::string> headers = {
         {"Range", "bytes=" + std::to_string(offset) + "-" + std::to_string(last)}};
-    ASSIGN_OR_RETURN(RegistryBackend::Response r, Fetch("GET", headers, &sink, ctx));
-    SleepRetryAfter(r, ctx.deadline);
+    Result<RegistryBackend::Response> sent = Fetch(ep, "GET", headers, &sink, ctx);
+    if (!sent.ok()) {
+      *connection = sent.status().code() == base::StatusCode::kUnavailable;
+      return sent.status();
+    }
+    const RegistryBackend::Response& r = *sent;
+    // A mirror's Retry-After is not worth waiting for: the next host is.
+    if (!ep.mirror) SleepRetryAfter(r, ctx.deadline);
     if (r.status == 200) {
       if (got != dst.size()) {
         return base::OutOfRangeError(What(), ": range [", offset, ", +", dst.size(),

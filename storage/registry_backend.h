@@ -19,6 +19,19 @@
 // Manifests (GetManifest) go through the same request path: the same
 // authorization, redirects and outcome mapping, retried like blob reads.
 //
+// Mirrors (options.mirrors, e.g. from a certs.d hosts.toml, host_config.h):
+// each attempt of a blob read (and of a manifest GET, for mirrors with the
+// resolve capability) tries the mirrors in order, then the origin. A mirror
+// that fails in any way (cannot connect, 5xx, 404, a 401 it cannot be
+// authenticated to, a wrong range or body) is skipped for that request and
+// counted as a fallback; one that failed at the connection level is left
+// out for `mirror_retry_after`, so later reads do not wait for it again.
+// Each host has its own authorization (its own bearer challenge and token;
+// credentials looked up by its host name). Bytes from a mirror are checked
+// as the origin's are; a read after bad bytes (IoContext::after_bad_bytes)
+// goes to the origin only. Mirror requests carry ?ns=<origin host>, as
+// containerd sends them.
+//
 // Credentials and tokens are never logged and never appear in errors.
 #pragma once
 
@@ -37,6 +50,17 @@
 
 namespace rfs::storage {
 
+// A registry mirror: a host serving the origin's repositories under `path`.
+struct RegistryMirror {
+  std::string origin;         // "https://mirror.example.com[:port]"
+  std::string host;           // "mirror.example.com[:port]", for credentials
+  std::string path = "/v2";   // API root
+  bool pull = true;           // blobs are read here
+  bool resolve = false;       // manifests are read here
+  bool skip_verify = false;   // accept any TLS certificate
+  std::vector<std::string> ca_files;  // CA bundles (only these are trusted)
+};
+
 struct RegistryOptions {
   std::string host;        // "registry.example.com" or "127.0.0.1:5000"
   std::string repository;  // "library/busybox"
@@ -47,6 +71,9 @@ struct RegistryOptions {
   std::chrono::milliseconds request_timeout{30000};
   RetryPolicy retry;
   std::shared_ptr<CredentialProvider> credentials;  // may be null
+  std::vector<RegistryMirror> mirrors;               // tried in order before the origin
+  std::chrono::milliseconds mirror_retry_after{30000};  // after a connection failure
+  base::MetricsRegistry* metrics = &base::MetricsRegistry::Global();
 };
 
 class RegistryBackend final : public BlobBackend,
@@ -88,46 +115,71 @@ class RegistryBackend final : public BlobBackend,
     std::function<void(int status)> start;
     std::function<bool(const char*, size_t)> data;
   };
+  // Where registry requests go: a mirror or the origin, each with its own
+  // authorization.
+  struct Endpoint {
+    bool mirror = false;
+    std::string origin;  // scheme://host[:port]
+    std::string host;    // credentials are looked up by it
+    std::string path;    // API root, "/v2"
+    std::string query;   // "" or "?ns=<origin host>"
+    bool pull = true, resolve = true;
+    bool skip_verify = false;
+    std::vector<std::string> ca_files;
+    base::Counter* requests = nullptr;
+    base::Mutex mu;
+    std::string authorization GUARDED_BY(mu);
+    std::chrono::steady_clock::time_point auth_expiry GUARDED_BY(mu);
+    std::chrono::steady_clock::time_point down_until GUARDED_BY(mu);
+    base::Mutex auth_mu;  // serialises token fetches (single flight)
+  };
+  // Runs `attempt` on the endpoints for blobs (`blob`) or manifests in
+  // order: mirrors (not left out, none after bad bytes), then the origin.
+  // A mirror's failure moves on to the next (a fallback); the first success
+  // or the origin's result is returned. `attempt` sets `*connection` when
+  // the host could not be reached. A passed deadline ends the walk.
+  base::Status TryEndpoints(bool blob, const IoContext& ctx,
+                            const std::function<base::Status(Endpoint&, bool* connection)>& attempt);
+  Endpoint& origin_endpoint() { return *endpoints_.back(); }
+
   // One HTTP request; bodies of 2xx answers go to `sink`, others are
-  // discarded.
+  // discarded. TLS settings are those of the endpoint with that origin.
   base::Result<Response> Request(const std::string& method, const Target& target,
                                  const std::map<std::string, std::string>& headers,
                                  const BodySink* sink, const IoContext& ctx);
-  // The Authorization header for the repository, "" when none is cached.
-  std::string CachedAuthorization();
+  // The Authorization header for the endpoint, "" when none is cached.
+  std::string CachedAuthorization(Endpoint& ep);
   // Answers a 401 challenge to a request sent with `failed` (the
   // Authorization it carried, "" for none); afterwards CachedAuthorization()
   // has the answer. Single flight: when another caller has cached a newer
   // authorization meanwhile, that one is kept and nothing is fetched.
-  base::Status Authenticate(const std::string& challenge, const IoContext& ctx,
+  base::Status Authenticate(Endpoint& ep, const std::string& challenge, const IoContext& ctx,
                             const std::string& failed);
   // Forgets the cached authorization if it is still `failed` (a newer one,
   // cached by another caller meanwhile, stays).
-  void DropAuthorization(const std::string& failed);
-  // A registry request (path under Origin()) with the authorization and
-  // redirect handling of the file comment. A redirect target is cached under
-  // `redirect_key` when it is not empty. Non-2xx answers come back as
-  // responses; the caller maps them.
-  base::Result<Response> Send(const std::string& method, const std::string& path,
+  void DropAuthorization(Endpoint& ep, const std::string& failed);
+  // A registry request to `ep` (`path` below its API root, e.g.
+  // "/<repository>/blobs/sha256:<id>") with the authorization and redirect
+  // handling of the file comment. A redirect target is cached under
+  // `redirect_key` (per endpoint) when it is not empty. Non-2xx answers come
+  // back as responses; the caller maps them.
+  base::Result<Response> Send(Endpoint& ep, const std::string& method, const std::string& path,
                               const std::string& redirect_key,
                               const std::map<std::string, std::string>& headers,
                               const BodySink* sink, const IoContext& ctx);
   std::string BlobPath(const std::string& blob_id) const;
-  std::string Origin() const;
-  // Redirect target cache per blob.
-  std::optional<Target> CachedRedirect(const std::string& blob_id);
-  void SetRedirect(const std::string& blob_id, std::optional<Target> t);
 
  private:
-  explicit RegistryBackend(RegistryOptions options) : options_(std::move(options)) {}
+  explicit RegistryBackend(RegistryOptions options);
+  std::optional<Target> CachedRedirect(const std::string& key);
+  void SetRedirect(const std::string& key, std::optional<Target> t);
 
   RegistryOptions options_;
+  // Mirrors in order, the origin last. Fixed after construction.
+  std::vector<std::unique_ptr<Endpoint>> endpoints_;
+  base::Counter* fallbacks_ = nullptr;
   base::Mutex mu_;
-  std::string authorization_ GUARDED_BY(mu_);
-  std::chrono::steady_clock::time_point auth_expiry_ GUARDED_BY(mu_);
   std::map<std::string, Target> redirects_ GUARDED_BY(mu_);
-  // Serialises token fetches (single flight).
-  base::Mutex auth_mu_;
 };
 
 // Maps an HTTP status of a blob request to a Status (the one place).

@@ -480,6 +480,10 @@ void FaultProxy::Serve(int client) {
     resp += k + ": " + v + "\r\n";
   }
   if (!no_body && known_length) resp += "Content-Length: " + std::to_string(declared) + "\r\n";
+  // A HEAD answer states the size of the body a GET would get.
+  if (seen.method == "HEAD" && !Get(uph, "content-length").empty()) {
+    resp += "Content-Length: " + Get(uph, "content-length") + "\r\n";
+  }
   resp += "Connection: close\r\n\r\n";
   if (!SendAll(client, resp) || no_body) return;
 
