@@ -10,6 +10,7 @@
 
 #include "base/logging.h"
 #include "storage/credentials.h"
+#include "storage/host_config.h"
 #include "storage/registry_backend.h"
 
 namespace rfs::snapshotter {
@@ -150,6 +151,8 @@ Result<std::shared_ptr<storage::BlobBackend>> RafsManager::RegistryBackendFor(
   o.skip_verify = Contains(options_.insecure_hosts, ref.host);
   o.ca_file = options_.ca_file;
   o.request_timeout = options_.request_timeout;
+  o.metrics = options_.metrics;
+  RETURN_IF_ERROR(storage::ConfigureMirrors(options_.hosts_dir, ref.host, &o));
   auto user = labels.find(kPullUsernameLabel);
   auto secret = labels.find(kPullSecretLabel);
   if (user != labels.end() && secret != labels.end()) {

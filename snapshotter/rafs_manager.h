@@ -40,6 +40,9 @@ struct RafsManagerOptions {
   std::vector<std::string> plain_http_hosts;  // "127.0.0.1:5000"
   std::vector<std::string> insecure_hosts;    // TLS without verification
   std::string ca_file;
+  // certs.d directory of registry mirrors (<host>/hosts.toml,
+  // storage/host_config.h), read at every mount; "" = no mirrors.
+  std::string hosts_dir;
   std::string docker_config;  // "" : $DOCKER_CONFIG or ~/.docker/config.json
   std::chrono::milliseconds request_timeout{30000};
   // Keep mounts across restarts (fd_keeper.h): the keeper's socket and how

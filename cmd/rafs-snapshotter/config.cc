@@ -100,6 +100,11 @@ registry:
   insecure: []
   # Extra CA bundle for registry TLS.
   ca_file: ""
+  # Registry mirrors: a directory in containerd's certs.d layout
+  # (<host[:port]>/hosts.toml, _default/hosts.toml), usually
+  # /etc/containerd/certs.d; mirrors are tried in order, then the registry.
+  # "" means none.
+  config_path: ""
   # docker config.json with credentials; "" means $DOCKER_CONFIG/config.json
   # or ~/.docker/config.json. Read again for every image mounted.
   docker_config: ""
@@ -327,12 +332,13 @@ Status Apply(const YAML::Node& root, const Reader& r, Config* c) {
   if (YAML::Node g = root["registry"]) {
     if (!g.IsMap()) return r.Error("registry", "expected a map, got " + NodeText(g));
     RETURN_IF_ERROR(r.CheckKeys(g, "registry.",
-                                {"plain_http", "insecure", "ca_file", "docker_config",
+                                {"plain_http", "insecure", "ca_file", "config_path", "docker_config",
                                  "request_timeout_seconds"}));
     RafsConfig& rc = c->rafs;
     RETURN_IF_ERROR(r.StringList(g["plain_http"], "registry.plain_http", &rc.plain_http_hosts));
     RETURN_IF_ERROR(r.StringList(g["insecure"], "registry.insecure", &rc.insecure_hosts));
     RETURN_IF_ERROR(r.String(g["ca_file"], "registry.ca_file", &rc.ca_file));
+    RETURN_IF_ERROR(r.String(g["config_path"], "registry.config_path", &rc.hosts_dir));
     RETURN_IF_ERROR(r.String(g["docker_config"], "registry.docker_config", &rc.docker_config));
     long long v = rc.request_timeout_seconds;
     RETURN_IF_ERROR(
@@ -452,6 +458,7 @@ snapshotter::RafsManagerOptions RafsManagerOptionsFrom(const Config& config,
   o.plain_http_hosts = rc.plain_http_hosts;
   o.insecure_hosts = rc.insecure_hosts;
   o.ca_file = rc.ca_file;
+  o.hosts_dir = rc.hosts_dir;
   o.docker_config = rc.docker_config;
   o.request_timeout = std::chrono::seconds(rc.request_timeout_seconds);
   o.metrics = metrics;

@@ -38,6 +38,7 @@ struct RafsConfig {
   std::vector<std::string> plain_http_hosts;
   std::vector<std::string> insecure_hosts;
   std::string ca_file;
+  std::string hosts_dir;  // registry.config_path
   std::string docker_config;
   int request_timeout_seconds = 30;
 };

@@ -4,6 +4,7 @@
 
 #include "base/logging.h"
 #include "storage/credentials.h"
+#include "storage/host_config.h"
 #include "storage/image_ref.h"
 #include "storage/registry_image.h"
 
@@ -17,6 +18,9 @@ void AddRegistryAccessOptions(CLI::App* app, RegistryAccess* access) {
   app->add_flag("--plain-http", access->plain_http, "talk to the registry over plain HTTP");
   app->add_flag("--insecure", access->insecure, "accept any TLS certificate from the registry");
   app->add_option("--ca-file", access->ca_file, "extra CA bundle for the registry");
+  app->add_option("--hosts-dir", access->hosts_dir,
+                  "registry mirrors: a directory in containerd's certs.d layout "
+                  "(<host[:port]>/hosts.toml), e.g. /etc/containerd/certs.d");
   app->add_option("--docker-config", access->docker_config,
                   "docker config.json with registry credentials (default: "
                   "$DOCKER_CONFIG/config.json or ~/.docker/config.json)");
@@ -35,6 +39,7 @@ base::Result<std::shared_ptr<storage::RegistryBackend>> MakeRegistryBackend(
   o.plain_http = access.plain_http;
   o.skip_verify = access.insecure;
   o.ca_file = access.ca_file;
+  RETURN_IF_ERROR(storage::ConfigureMirrors(access.hosts_dir, host, &o));
   std::string config = access.docker_config;
   if (config.empty()) {
     const char* dc = std::getenv("DOCKER_CONFIG");

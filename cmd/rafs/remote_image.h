@@ -23,11 +23,12 @@ struct RegistryAccess {
   bool plain_http = false;
   bool insecure = false;
   std::string ca_file;
+  std::string hosts_dir;  // certs.d directory of mirrors
   std::string docker_config;
   std::string platform;  // OS/ARCH[/VARIANT]; default: linux and this build's architecture
 };
 
-// --plain-http, --insecure, --ca-file, --docker-config, --platform.
+// --plain-http, --insecure, --ca-file, --hosts-dir, --docker-config, --platform.
 void AddRegistryAccessOptions(CLI::App* app, RegistryAccess* access);
 
 // IMAGE starts with registry://.

@@ -268,5 +268,43 @@ TEST(RafsRegistryCliAuthTest, DockerConfigCredentialsAreUsedAndNeverPrinted) {
   EXPECT_EQ(out.find(secret), std::string::npos) << out;
 }
 
+// --hosts-dir: manifests and blobs through a mirror (here the test's
+// registry) while the registry named by the image is down.
+TEST_F(RafsRegistryCliTest, HostsDirMirrorServesWhileTheRegistryIsDown) {
+  std::string big;
+  const auto image = MakeImage(5, &big);
+  testing::PushOptions po;
+  po.tag = "v1";
+  ASSERT_TRUE(testing::PushNydusImage(*reg_, "demo/app", image, po).ok());
+  const std::string origin = "127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
+  TempDir hosts;
+  const std::string dir = hosts.Sub(origin);
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+  auto write = [&](const std::string& text) { std::ofstream(dir + "/hosts.toml") << text; };
+  write("server = \"http://" + origin + "\"\n[host.\"http://" + reg_->host() +
+        "\"]\n  capabilities = [\"pull\", \"resolve\"]\n");
+  const std::string ref = "registry://" + origin + "/demo/app:v1";
+  std::string out;
+  ASSERT_EQ(RunCommand(Rafs() + " cat " + ref + " /big --plain-http --hosts-dir " + hosts.path() +
+                           " | md5sum",
+                       &out),
+            0);
+  EXPECT_EQ(out.substr(0, 32), testing::Md5Hex(std::vector<uint8_t>(big.begin(), big.end())));
+  ASSERT_EQ(RunRafs("cat " + ref + " /small --hosts-dir " + hosts.path(), &out), 0) << out;
+  EXPECT_EQ(out, "image 5\n");
+  // Without the option, or with a mirror for blobs only, the manifest has
+  // to come from the registry, which is down.
+  EXPECT_EQ(RunRafs("cat " + ref + " /small --plain-http", &out), 1) << out;
+  EXPECT_NE(out.find("cannot connect"), std::string::npos) << out;
+  write("[host.\"http://" + reg_->host() + "\"]\n  capabilities = [\"pull\"]\n");
+  EXPECT_EQ(RunRafs("cat " + ref + " /small --plain-http --hosts-dir " + hosts.path(), &out), 1)
+      << out;
+  EXPECT_NE(out.find("cannot connect"), std::string::npos) << out;
+  // A broken hosts.toml: an error naming the file and line.
+  write("[host.\"http://" + reg_->host() + "\"]\n  capabilities = [\"pull\"\n");
+  EXPECT_NE(RunRafs("cat " + ref + " /small --plain-http --hosts-dir " + hosts.path(), &out), 0);
+  EXPECT_NE(out.find(dir + "/hosts.toml:3: unterminated array"), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace rfs

@@ -154,6 +154,7 @@ registry:
   plain_http: ["127.0.0.1:5000", "localhost:5001"]
   insecure: [reg.example]
   ca_file: /ca.pem
+  config_path: /etc/containerd/certs.d
   docker_config: /dc.json
   request_timeout_seconds: 9
 )",
@@ -171,6 +172,7 @@ registry:
   EXPECT_EQ(o.plain_http_hosts, (std::vector<std::string>{"127.0.0.1:5000", "localhost:5001"}));
   EXPECT_EQ(o.insecure_hosts, (std::vector<std::string>{"reg.example"}));
   EXPECT_EQ(o.ca_file, "/ca.pem");
+  EXPECT_EQ(o.hosts_dir, "/etc/containerd/certs.d");
   EXPECT_EQ(o.docker_config, "/dc.json");
   EXPECT_EQ(o.request_timeout, std::chrono::seconds(9));
 
