@@ -58,7 +58,7 @@ struct RegistryMirror {
   bool pull = true;           // blobs are read here
   bool resolve = false;       // manifests are read here
   bool skip_verify = false;   // accept any TLS certificate
-  std::vector<std::string> ca_files;  // CA bundles (only these are trusted)
+  std::vector<std::string> ca_files;  // CA bundles for this host (none: the system's)
 };
 
 struct RegistryOptions {
