@@ -8,6 +8,8 @@
 #include <random>
 #include <thread>
 
+#include "base/metrics.h"
+
 namespace rfs::storage {
 
 using base::Result;
@@ -21,20 +23,31 @@ Status RetryTransient(const RetryPolicy& policy, const base::Deadline& deadline,
                       const std::function<std::string()>& what,
                       const std::function<Status()>& attempt) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
+  static base::Counter* const retries = base::MetricsRegistry::Global().GetCounter(
+      "rfs_storage_retries_total", "Backend requests retried after a transient failure");
+  // Requests that failed for good, by status code (unavailable, data_loss...).
+  auto failed = [](const Status& s) {
+    base::MetricsRegistry::Global()
+        .GetCounter("rfs_storage_request_failures_total",
+                    "Backend requests that failed after their retries, by code",
+                    {{"code", std::string(base::StatusCodeName(s.code()))}})
+        ->Increment();
+    return s;
+  };
   auto backoff = policy.initial_backoff;
   for (int n = 1;; ++n) {
-    if (deadline.Expired()) return base::DeadlineExceededError(what(), ": deadline passed");
+    if (deadline.Expired()) return failed(base::DeadlineExceededError(what(), ": deadline passed"));
     Status s = attempt();
-    if (s.ok() || s.code() != base::StatusCode::kUnavailable || n >= policy.max_attempts) {
-      return s;
-    }
+    if (s.ok()) return s;
+    if (s.code() != base::StatusCode::kUnavailable || n >= policy.max_attempts) return failed(s);
+    retries->Increment();
     // Full jitter: sleep a random time up to the current backoff, never past
     // the deadline.
     auto wait = std::chrono::milliseconds(
         std::uniform_int_distribution<int64_t>(backoff.count() / 2, backoff.count())(rng));
     if (deadline.Remaining() <= wait) {
-      return base::DeadlineExceededError(what(), ": deadline passed while retrying (",
-                                         s.message(), ")");
+      return failed(base::DeadlineExceededError(what(), ": deadline passed while retrying (",
+                                                s.message(), ")"));
     }
     std::this_thread::sleep_for(wait);
     backoff = std::min(backoff * 2, policy.max_backoff);

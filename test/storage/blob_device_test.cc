@@ -9,6 +9,7 @@
 #include <random>
 #include <thread>
 
+#include "base/metrics.h"
 #include "storage/codec.h"
 #include "test/storage/test_blob.h"
 #include "test/support/test_util.h"
@@ -176,11 +177,20 @@ TEST(BlobDeviceTest, WrongBytesAreRefetchedThenDataLossAndNeverCached) {
 
 TEST(BlobDeviceTest, TransientErrorsAreRetried) {
   Fixture f;
+  auto& global = base::MetricsRegistry::Global();
+  base::Counter* retries = global.GetCounter("rfs_storage_retries_total", "");
+  auto failures = [&](const char* code) {
+    return global.GetCounter("rfs_storage_request_failures_total", "", {{"code", code}})->value();
+  };
+  const uint64_t retries_before = retries->value();
+  const uint64_t failed_before = failures("unavailable") + failures("deadline_exceeded");
   f.backend->unavailable_left = 2;
   std::vector<uint8_t> out(f.blob.plain[3].size());
   ASSERT_TRUE(f.device->Read(PlanFor(f.blob, {3}), out, {}).ok());
   EXPECT_EQ(out, f.blob.plain[3]);
   EXPECT_EQ(f.backend->requests, 3);
+  EXPECT_EQ(retries->value(), retries_before + 2);
+  EXPECT_EQ(failures("unavailable") + failures("deadline_exceeded"), failed_before);
   // Past the retry budget: the error surfaces, and a deadline bounds it.
   f.backend->unavailable_left = 1000;
   IoContext ctx;
@@ -191,6 +201,8 @@ TEST(BlobDeviceTest, TransientErrorsAreRetried) {
   EXPECT_TRUE(s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded)
       << s;
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  // The request that gave up is counted by its code.
+  EXPECT_GT(failures("unavailable") + failures("deadline_exceeded"), failed_before);
 }
 
 TEST(BlobDeviceTest, CacheSurvivesRestartAndIsReverified) {
