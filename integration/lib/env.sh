@@ -122,11 +122,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   address = ""
 [metrics]
   address = ""
-[proxy_plugins]
-  [proxy_plugins.nydus]
-    type = "snapshot"
-    address = "$SN_SOCK"
 EOC
+  # The snippet users copy (docs/containerd/config-v2.toml), with our socket:
+  # the same text containerd loads here (its CRI part is parsed, the CRI
+  # plugin itself is disabled in these tests).
+  sed "s|/run/containerd-nydus/containerd-nydus-grpc.sock|$SN_SOCK|" \
+    "$IT_LIB/../../docs/containerd/config-v2.toml" >>"$W/containerd.toml"
+  grep -q "address = \"$SN_SOCK\"" "$W/containerd.toml" || fail "proxy plugin snippet not applied"
   containerd --config "$W/containerd.toml" >"$W/containerd.log" 2>&1 &
   PIDS[containerd]=$!
   wait_for "containerd" ctr --address "$CTRD_SOCK" version
