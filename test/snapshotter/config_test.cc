@@ -187,8 +187,7 @@ registry:
 // docs/rafs-snapshotter.md shows the defaults: its first yaml block is
 // exactly --print-default-config.
 TEST(ConfigTest, DocsShowTheDefaults) {
-  std::string here = __FILE__;
-  const std::string docs = here.substr(0, here.rfind("/test/")) + "/docs/rafs-snapshotter.md";
+  const std::string docs = std::string(RFS_SOURCE_DIR) + "/docs/rafs-snapshotter.md";
   auto bytes = rfs::testing::ReadFileBytes(docs);
   const std::string text(bytes.begin(), bytes.end());
   const size_t start = text.find("```yaml\n");
