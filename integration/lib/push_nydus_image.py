@@ -34,6 +34,15 @@ def push_blob(base, repo, data):
     return digest
 
 
+def push_manifest(base, repo, tag, manifest):
+    req = urllib.request.Request(
+        f"{base}/v2/{repo}/manifests/{tag}", method="PUT", data=manifest,
+        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    with urllib.request.urlopen(req) as r:
+        if r.status not in (201, 202):
+            raise SystemExit(f"push manifest: HTTP {r.status}")
+
+
 def bootstrap_tar(boot):
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as t:
@@ -79,12 +88,7 @@ def main():
                            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                                       "digest": config_digest, "size": len(config)},
                            "layers": layers}).encode()
-    req = urllib.request.Request(
-        f"{base}/v2/{repo}/manifests/{tag}", method="PUT", data=manifest,
-        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
-    with urllib.request.urlopen(req) as r:
-        if r.status not in (201, 202):
-            raise SystemExit(f"push manifest: HTTP {r.status}")
+    push_manifest(base, repo, tag, manifest)
     print(total)
 
 

@@ -15,7 +15,7 @@ import sys
 import tarfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from push_nydus_image import push_blob  # noqa: E402
+from push_nydus_image import push_blob, push_manifest  # noqa: E402
 
 
 def layer(root):
@@ -48,13 +48,7 @@ def main():
                                       "digest": config_digest, "size": len(config)},
                            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
                                        "digest": layer_digest, "size": len(packed)}]}).encode()
-    import urllib.request
-    req = urllib.request.Request(
-        f"{base}/v2/{repo}/manifests/{tag}", method="PUT", data=manifest,
-        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
-    with urllib.request.urlopen(req) as r:
-        if r.status not in (201, 202):
-            raise SystemExit(f"push manifest: HTTP {r.status}")
+    push_manifest(base, repo, tag, manifest)
     print(len(packed))
 
 

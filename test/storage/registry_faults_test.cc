@@ -33,14 +33,6 @@ constexpr char kRepo[] = "faults/app";
 constexpr uint32_t kChunk = 64u << 10;
 constexpr int kChunks = 8;
 
-FaultRule Blobs(Fault::Kind kind, int times = 1) {
-  FaultRule r;
-  r.method = "GET";
-  r.path_contains = "/blobs/";
-  r.times = times;
-  r.fault.kind = kind;
-  return r;
-}
 
 milliseconds Since(Clock::time_point t0) {
   return std::chrono::duration_cast<milliseconds>(Clock::now() - t0);
@@ -150,14 +142,14 @@ TEST_F(RegistryFaultsTest, NoFaultsReadsAndCaches) {
 
 TEST_F(RegistryFaultsTest, PlanMatchesByMethodPathAndCount) {
   // Let the first blob request through, fail the second, then nothing.
-  FaultRule r = Blobs(Fault::Kind::kStatus);
+  FaultRule r = testing::OnBlobGets(Fault::Kind::kStatus);
   r.skip = 1;
   r.fault.status = 503;
   proxy_->AddRule(r);
-  FaultRule other = Blobs(Fault::Kind::kStatus, -1);
+  FaultRule other = testing::OnBlobGets(Fault::Kind::kStatus, -1);
   other.path_contains = "/manifests/";  // never matches a blob read
   proxy_->AddRule(other);
-  FaultRule head = Blobs(Fault::Kind::kStatus, -1);
+  FaultRule head = testing::OnBlobGets(Fault::Kind::kStatus, -1);
   head.method = "HEAD";
   proxy_->AddRule(head);
   ASSERT_TRUE(Read({0}).ok());
@@ -173,7 +165,7 @@ TEST_F(RegistryFaultsTest, PlanMatchesByMethodPathAndCount) {
 }
 
 TEST_F(RegistryFaultsTest, ServerErrorBurstsAreRetriedThenUnavailable) {
-  FaultRule r = Blobs(Fault::Kind::kStatus, 2);
+  FaultRule r = testing::OnBlobGets(Fault::Kind::kStatus, 2);
   r.fault.status = 503;
   proxy_->AddRule(r);
   ASSERT_TRUE(Read({0, 1}).ok());
@@ -194,7 +186,7 @@ TEST_F(RegistryFaultsTest, ServerErrorBurstsAreRetriedThenUnavailable) {
 }
 
 TEST_F(RegistryFaultsTest, TooManyRequestsHonoursRetryAfterWithinTheDeadline) {
-  FaultRule r = Blobs(Fault::Kind::kStatus);
+  FaultRule r = testing::OnBlobGets(Fault::Kind::kStatus);
   r.fault.status = 429;
   r.fault.retry_after = "1";
   proxy_->AddRule(r);
@@ -218,7 +210,7 @@ TEST_F(RegistryFaultsTest, BodiesCutOrShortAreRetried) {
     SCOPED_TRACE(static_cast<int>(kind));
     OpenDevice();
     proxy_->ClearRules();
-    FaultRule r = Blobs(kind);
+    FaultRule r = testing::OnBlobGets(kind);
     r.fault.bytes = kind == Fault::Kind::kCutBody ? 1000 : 10;
     proxy_->AddRule(r);
     const int before = proxy_->Count("/blobs/");
@@ -235,7 +227,7 @@ TEST_F(RegistryFaultsTest, BodiesCutOrShortAreRetried) {
   }
   // Cut right after the headers.
   proxy_->ClearRules();
-  FaultRule r = Blobs(Fault::Kind::kCutBody);
+  FaultRule r = testing::OnBlobGets(Fault::Kind::kCutBody);
   r.fault.bytes = 0;
   proxy_->AddRule(r);
   ASSERT_TRUE(Read({7}).ok());
@@ -248,7 +240,7 @@ TEST_F(RegistryFaultsTest, LyingBodiesAreRefetchedOnceThenDataLoss) {
     SCOPED_TRACE(static_cast<int>(kind));
     OpenDevice();
     proxy_->ClearRules();
-    FaultRule r = Blobs(kind);
+    FaultRule r = testing::OnBlobGets(kind);
     r.fault.bytes = 7;
     proxy_->AddRule(r);
     const int chunk = kind == Fault::Kind::kLongBody ? 0 : 3;
@@ -267,7 +259,7 @@ TEST_F(RegistryFaultsTest, LyingBodiesAreRefetchedOnceThenDataLoss) {
 TEST_F(RegistryFaultsTest, FlippedByteIsNeverCachedOrReturned) {
   // One flipped byte in a run of three chunks: that chunk is fetched again
   // alone; the others are fine.
-  FaultRule r = Blobs(Fault::Kind::kFlipByte);
+  FaultRule r = testing::OnBlobGets(Fault::Kind::kFlipByte);
   r.fault.bytes = blob_.chunks[1].compressed_offset + 5;  // inside chunk 1
   proxy_->AddRule(r);
   ASSERT_TRUE(Read({0, 1, 2}).ok());
@@ -290,7 +282,7 @@ TEST_F(RegistryFaultsTest, FlippedByteIsNeverCachedOrReturned) {
 
 TEST_F(RegistryFaultsTest, SlowResponsesEndAtTheDeadline) {
   // Headers that never come in time.
-  FaultRule r = Blobs(Fault::Kind::kDelayHeaders, -1);
+  FaultRule r = testing::OnBlobGets(Fault::Kind::kDelayHeaders, -1);
   r.fault.delay = milliseconds(5000);
   proxy_->AddRule(r);
   base::Status s = Read({0}, milliseconds(800));
@@ -299,7 +291,7 @@ TEST_F(RegistryFaultsTest, SlowResponsesEndAtTheDeadline) {
   // A body that trickles (4 KiB every 150 ms: each read is quick, the
   // whole is not) must not outlive the deadline either.
   proxy_->ClearRules();
-  r = Blobs(Fault::Kind::kSlowBody, -1);
+  r = testing::OnBlobGets(Fault::Kind::kSlowBody, -1);
   r.fault.delay = milliseconds(150);
   proxy_->AddRule(r);
   s = Read({1, 2, 3}, milliseconds(1000));
@@ -309,7 +301,7 @@ TEST_F(RegistryFaultsTest, SlowResponsesEndAtTheDeadline) {
   // A flipped byte makes the device fetch the chunk again: that fetch runs
   // under the same deadline.
   proxy_->ClearRules();
-  FaultRule flip = Blobs(Fault::Kind::kFlipByte, -1);
+  FaultRule flip = testing::OnBlobGets(Fault::Kind::kFlipByte, -1);
   flip.fault.bytes = 10;
   flip.fault.delay = milliseconds(700);  // before each answer
   proxy_->AddRule(flip);
@@ -324,7 +316,7 @@ TEST_F(RegistryFaultsTest, SlowResponsesEndAtTheDeadline) {
 
 TEST_F(RegistryFaultsTest, RedirectToAFailingUrl) {
   const std::string dead = "http://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
-  FaultRule r = Blobs(Fault::Kind::kRedirect);
+  FaultRule r = testing::OnBlobGets(Fault::Kind::kRedirect);
   r.fault.location = dead + "/storage/blob?sig=x";
   proxy_->AddRule(r);
   ASSERT_TRUE(Read({0}).ok());  // the retry goes back through the registry
@@ -421,7 +413,7 @@ TEST_F(RegistryTokenFaultsTest, ExpiredTokenIsDroppedAndFetchedOnce) {
   // A registry that keeps refusing new tokens: kUnauthenticated after one
   // more token request, not a loop.
   FreshCache();
-  proxy_->AddRule(Blobs(Fault::Kind::kUnauthorized, -1));
+  proxy_->AddRule(testing::OnBlobGets(Fault::Kind::kUnauthorized, -1));
   base::Status s = Read({0}, milliseconds(5000));
   EXPECT_EQ(s.code(), StatusCode::kUnauthenticated) << s;
   EXPECT_EQ(proxy_->token_requests(), 4);
@@ -435,7 +427,7 @@ TEST_F(RegistryTokenFaultsTest, ExpiredTokenIsDroppedAndFetchedOnce) {
   }
   // Registry credentials never go to a redirect target.
   proxy_->ClearRules();
-  FaultRule r = Blobs(Fault::Kind::kRedirect);
+  FaultRule r = testing::OnBlobGets(Fault::Kind::kRedirect);
   r.fault.location = proxy_->origin() + "/storage/x";
   proxy_->AddRule(r);
   (void)Read({0});

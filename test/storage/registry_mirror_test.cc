@@ -34,14 +34,6 @@ constexpr char kRepo[] = "mirrored/app";
 constexpr uint32_t kChunk = 64u << 10;
 constexpr int kChunks = 8;
 
-FaultRule Blobs(Fault::Kind kind, int times = 1) {
-  FaultRule r;
-  r.method = "GET";
-  r.path_contains = "/blobs/";
-  r.times = times;
-  r.fault.kind = kind;
-  return r;
-}
 
 class RegistryMirrorTest : public ::testing::Test {
  protected:
@@ -168,7 +160,7 @@ TEST_F(RegistryMirrorTest, BlobOnlyOnTheOriginFallsBack) {
   EXPECT_EQ(mirror_->Count("/blobs/"), 2);
   EXPECT_EQ(Fallbacks(), 2u);
   // Mirror server errors and truncated bodies fall back too, never wrong bytes.
-  FaultRule err = Blobs(Fault::Kind::kStatus);
+  FaultRule err = testing::OnBlobGets(Fault::Kind::kStatus);
   err.fault.status = 500;
   mirror_->AddRule(err);
   ASSERT_TRUE(Read({6}).ok());
@@ -257,7 +249,7 @@ TEST_F(RegistryMirrorTest, FlippedByteFromTheMirrorIsRefetchedFromTheOrigin) {
   Open(Options(mirror_->origin()));
   // The mirror corrupts every answer: chunk verification catches it and
   // the chunk is fetched again from the origin.
-  FaultRule flip = Blobs(Fault::Kind::kFlipByte, -1);
+  FaultRule flip = testing::OnBlobGets(Fault::Kind::kFlipByte, -1);
   flip.fault.bytes = blob_.chunks[1].compressed_offset + 5;  // inside chunk 1
   mirror_->AddRule(flip);
   ASSERT_TRUE(Read({0, 1, 2}).ok());
@@ -307,7 +299,7 @@ TEST_F(RegistryMirrorTest, EachHostHasItsOwnTokenAndCredentials) {
   EXPECT_EQ(mirror_->token_requests(), 1);
   EXPECT_EQ(origin_->token_requests(), 0);
   // The mirror loses the blob: the origin answers, with its own token.
-  FaultRule gone = Blobs(Fault::Kind::kStatus, -1);
+  FaultRule gone = testing::OnBlobGets(Fault::Kind::kStatus, -1);
   gone.fault.status = 404;
   mirror_->AddRule(gone);
   ASSERT_TRUE(Read({1}).ok());

@@ -68,6 +68,16 @@ struct FaultRule {
   Fault fault;
 };
 
+// A rule acting on blob GETs (`times` of them; -1: all).
+inline FaultRule OnBlobGets(Fault::Kind kind, int times = 1) {
+  FaultRule r;
+  r.method = "GET";
+  r.path_contains = "/blobs/";
+  r.times = times;
+  r.fault.kind = kind;
+  return r;
+}
+
 class FaultProxy {
  public:
   struct Options {
