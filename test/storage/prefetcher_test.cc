@@ -134,7 +134,7 @@ TEST(PrefetcherTest, OnDemandFetchesGoFirst) {
   ASSERT_NE(od_end, Clock::time_point{});
   int overtaking = 0;
   for (const auto& r : rig.backend->requests()) {
-    if (r.source == IoSource::kPrefetch && r.start > od_start + std::chrono::milliseconds(15) &&
+    if (r.source == IoSource::kPrefetch && r.start > od_start + std::chrono::milliseconds(50) &&
         r.start < od_end) {
       ++overtaking;
     }
