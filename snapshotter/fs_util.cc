@@ -8,12 +8,11 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <fstream>
 #include <set>
-#include <sstream>
 #include <utility>
 #include <vector>
 
+#include "base/mountinfo.h"
 #include "base/unique_fd.h"
 
 namespace rfs::snapshotter {
@@ -162,41 +161,13 @@ Result<std::vector<std::string>> ListDirectory(const std::string& path) {
   return ListNames(dir.get(), path);
 }
 
-namespace {
-
-// Octal escapes (\040 for a space...) of mountinfo fields.
-std::string UnescapeMountPath(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3') {
-      out.push_back(static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
-      i += 3;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
 base::Status DetachMountsUnder(const std::string& path, const std::string& type) {
-  std::ifstream in("/proc/self/mountinfo");
-  if (!in) return base::Status::Ok();  // nothing to learn (no procfs)
   std::vector<std::string> found;
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string id, parent, devs, root, mp;
-    if (!(ls >> id >> parent >> devs >> root >> mp)) continue;
-    mp = UnescapeMountPath(mp);
-    std::string f;
-    while (ls >> f && f != "-") {
+  for (const base::MountEntry& e : base::ReadMountTable()) {
+    if (e.fstype != type) continue;
+    if (e.mountpoint == path || e.mountpoint.rfind(path + "/", 0) == 0) {
+      found.push_back(e.mountpoint);
     }
-    std::string fstype;
-    ls >> fstype;
-    if (fstype != type) continue;
-    if (mp == path || mp.rfind(path + "/", 0) == 0) found.push_back(mp);
   }
   // Deepest first.
   std::sort(found.begin(), found.end(),

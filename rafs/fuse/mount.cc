@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "base/logging.h"
+#include "base/mountinfo.h"
 #include "base/mutex.h"
 #include "rafs/fuse/errors.h"
 #include "rafs/meta/walk.h"
@@ -69,22 +70,7 @@ constexpr uint64_t kReplayedInitUnique = 0x7ffffffffffff000ull;
 // predecessor had read but not answered.
 constexpr int kNotifyResend = 7;
 
-// Unescapes the octal escapes (\040 etc.) of /proc/self/mountinfo fields.
-std::string UnescapeMountField(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3') {
-      out.push_back(static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 +
-                                      (s[i + 3] - '0')));
-      i += 3;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
-// The mountinfo line of the mount at `path` (the last one, topmost).
+// The mount at `path` (the topmost, last in the table).
 struct MountInfo {
   bool found = false;
   unsigned major = 0, minor = 0;
@@ -93,21 +79,12 @@ struct MountInfo {
 
 MountInfo FindMount(const std::string& path) {
   MountInfo info;
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string id, parent, devs, root, mp;
-    if (!(ls >> id >> parent >> devs >> root >> mp)) continue;
-    if (UnescapeMountField(mp) != path) continue;
-    std::string f;
-    while (ls >> f && f != "-") {
-    }
-    std::string fstype;
-    ls >> fstype;
+  for (const base::MountEntry& e : base::ReadMountTable()) {
+    if (e.mountpoint != path) continue;
     info.found = true;
-    info.fstype = fstype;
-    if (sscanf(devs.c_str(), "%u:%u", &info.major, &info.minor) != 2) info.major = info.minor = 0;
+    info.fstype = e.fstype;
+    info.major = e.major;
+    info.minor = e.minor;
   }
   return info;
 }

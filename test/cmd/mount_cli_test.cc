@@ -14,6 +14,7 @@
 #include <fstream>
 #include <thread>
 
+#include "test/support/local_registry.h"
 #include "test/support/test_util.h"
 
 namespace rfs::testing {
@@ -83,15 +84,7 @@ TEST(MountCliTest, ForegroundServerUnmountsOnSigterm) {
   const std::string mnt = t.Sub("mnt");
   ASSERT_EQ(::mkdir(mnt.c_str(), 0755), 0);
   Unmounter u{mnt};
-  // Find a free port for the metrics endpoint by letting the kernel pick one.
-  int port = 0;
-  {
-    std::string p;
-    RunCommand("python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\",0)); "
-               "print(s.getsockname()[1])'",
-               &p);
-    port = std::atoi(p.c_str());
-  }
+  const int port = FreeLoopbackPort();
   pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
@@ -106,7 +99,7 @@ TEST(MountCliTest, ForegroundServerUnmountsOnSigterm) {
   ASSERT_TRUE(Mounted(mnt));
   std::string out;
   ASSERT_EQ(RunCommand("cat " + mnt + "/lib.rs > /dev/null"), 0);
-  if (port > 0 && HaveCommand("curl")) {
+  if (HaveCommand("curl")) {
     ASSERT_EQ(RunCommand("curl -fsS http://127.0.0.1:" + std::to_string(port) + "/metrics", &out),
               0);
     EXPECT_NE(out.find("rafs_fuse_read_bytes_total"), std::string::npos) << out;
