@@ -1,0 +1,372 @@
+#!/usr/bin/env bash
+# The Helm chart test (ctest chart_render):
+#
+#  1. builds test/chart/render (text/template + sprig + yaml.v3 from Debian's
+#     Go packages, GOPATH mode, offline) and renders charts/rafs-snapshotter
+#     for the default values, ci/k3s-values.yaml, ci/rke2-values.yaml and a
+#     set of non-default values; every document must parse, have apiVersion,
+#     kind and metadata.name and be valid for its kind (field names and
+#     types, selector vs labels, mounts vs volumes, probes vs ports); every
+#     key of values.yaml must carry a comment;
+#  2. the daemon config in the rendered ConfigMap must load:
+#     rafs-snapshotter --check-config --config <it>;
+#  3. the init step (files/configure-containerd.sh, the text the chart ships)
+#     is run against containerd configs: containerd's own default, a missing
+#     file, the docs' snippets, a version 3 file, a k3s template; results
+#     are loaded by the real containerd (`containerd --config X config dump`,
+#     version 2) or parsed as TOML (version 3, which this containerd does not
+#     read), a second run changes nothing, containerd is restarted only when
+#     asked and only after a change;
+#  4. the checks themselves fail on broken input (a misspelled field, a probe
+#     naming an undeclared port, an invalid daemon config, a duplicate TOML
+#     table).
+#
+# usage: chart_test.sh RAFS_SNAPSHOTTER_BINARY [WORK_DIR]
+# Exit 77 (skipped) only when no Go toolchain is installed.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+chart=$top/charts/rafs-snapshotter
+daemon=${1:?usage: chart_test.sh RAFS_SNAPSHOTTER_BINARY [WORK_DIR]}
+work=${2:-}
+
+if ! command -v go >/dev/null 2>&1; then
+  echo "SKIP: no Go toolchain (go) installed; the Debian package golang-go provides it"
+  exit 77
+fi
+for pkg in github.com/Masterminds/sprig gopkg.in/yaml.v3; do
+  if [ ! -d "/usr/share/gocode/src/$pkg" ]; then
+    echo "FAIL: /usr/share/gocode/src/$pkg is missing (.ci/setup installs golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev)"
+    exit 1
+  fi
+done
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+[ -n "$work" ] || work=$tmp/work
+mkdir -p "$work"
+
+fail=0
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL $*"; fail=1; }
+
+# 1. The renderer, built offline from Debian's Go sources.
+gopath=$tmp/gopath
+mkdir -p "$gopath/src"
+cp -r "$here/render" "$gopath/src/chart-render"
+(cd "$gopath/src/chart-render" &&
+  env GOPATH="$gopath:/usr/share/gocode" GO111MODULE=off GOFLAGS= GOPROXY=off \
+    GOCACHE="$work/gocache" go build -o "$tmp/chart-render" .)
+render=$tmp/chart-render
+
+# Non-default values: every template branch the defaults do not take.
+cat >"$tmp/other-values.yaml" <<'EOF'
+fullnameOverride: rafs
+registryCredentialsSecret: registry-creds
+restartInPlace: false
+fdKeeper:
+  enabled: false
+updateStrategy:
+  type: RollingUpdate
+  rollingUpdate:
+    maxUnavailable: 1
+    maxSurge: 0
+probes:
+  liveness:
+    enabled: true
+containerd:
+  configVersion: 2
+  restart: true
+commonLabels:
+  team: storage
+podAnnotations:
+  example.com/scrape: "true"
+nodeSelector:
+  node-role.example/lazy: "true"
+extraVolumes:
+  - name: registry-ca
+    secret:
+      secretName: registry-ca
+extraVolumeMounts:
+  - name: registry-ca
+    mountPath: /etc/rafs-snapshotter/ca
+    readOnly: true
+config:
+  metrics:
+    address: "0.0.0.0:9111"
+  rafs:
+    cache_dir: /var/cache/rafs-snapshotter
+    cache_max_size: 20G
+    prefetch: all
+  registry:
+    plain_http: ["127.0.0.1:5000"]
+    ca_file: /etc/rafs-snapshotter/ca/ca.crt
+  log:
+    format: json
+EOF
+
+if "$render" --check-values-comments "$chart" >/dev/null; then
+  ok "values.yaml: every key is documented"
+else
+  bad "values.yaml: keys without a comment"
+fi
+
+for case in default k3s rke2 other; do
+  args=()
+  case $case in
+    k3s) args=(-f "$chart/ci/k3s-values.yaml") ;;
+    rke2) args=(-f "$chart/ci/rke2-values.yaml") ;;
+    other) args=(-f "$tmp/other-values.yaml") ;;
+  esac
+  out=$tmp/$case.yaml
+  if ! "$render" --check "${args[@]}" --out "$out" --config-out "$tmp/$case-config.yaml" "$chart"; then
+    bad "render $case: invalid manifests (above)"
+    continue
+  fi
+  kinds=$(grep -E '^kind: ' "$out" | sort | tr '\n' ' ')
+  if [ "$kinds" != "kind: ConfigMap kind: DaemonSet kind: ServiceAccount " ]; then
+    bad "render $case: kinds are [$kinds]"
+    continue
+  fi
+  ok "render $case: $(grep -c '^---' "$out") documents valid for their kinds"
+  # 2. The daemon accepts the config the ConfigMap holds.
+  if msg=$("$daemon" --check-config --config "$tmp/$case-config.yaml" 2>&1); then
+    ok "render $case: rafs-snapshotter --check-config: $msg"
+  else
+    bad "render $case: the daemon rejects the ConfigMap's config: $msg"
+  fi
+done
+
+# What the values must have changed.
+expect() {  # file, grep pattern, what
+  if grep -qE -- "$2" "$1"; then ok "$3"; else bad "$3: no /$2/ in $(basename "$1")"; fi
+}
+expect_not() {
+  if grep -qE -- "$2" "$1"; then bad "$3: /$2/ in $(basename "$1")"; else ok "$3"; fi
+}
+expect "$tmp/default.yaml" 'name: fd-keeper' "default: the fd keeper runs as a sidecar"
+expect "$tmp/default.yaml" '^      priorityClassName: system-node-critical' "default: system-node-critical"
+expect "$tmp/default.yaml" 'type: OnDelete' "default: OnDelete update strategy"
+expect_not "$tmp/default.yaml" '^ *hostPID:' "default: no hostPID without a containerd restart"
+expect "$tmp/k3s.yaml" 'value: "/var/lib/rancher/k3s/agent/etc/containerd/config.toml.tmpl"' "k3s: config template path"
+expect "$tmp/k3s.yaml" 'path: /run/k3s/containerd$' "k3s: containerd socket directory mounted"
+expect "$tmp/rke2.yaml" 'value: "/var/lib/rancher/rke2/agent/etc/containerd/config.toml.tmpl"' "rke2: config template path"
+expect "$tmp/rke2.yaml" 'hostPID: true' "rke2: hostPID for the containerd restart"
+expect "$tmp/other.yaml" 'containerPort: 9111' "other: metrics port from config.metrics.address"
+expect "$tmp/other.yaml" 'path: /var/cache/rafs-snapshotter' "other: a cache dir outside the root is mounted"
+expect "$tmp/other.yaml" 'docker_config: /etc/rafs-snapshotter/docker/config.json' "other: registry secret used as docker_config"
+expect_not "$tmp/other.yaml" 'name: fd-keeper' "other: no sidecar when fdKeeper.enabled is false"
+expect "$tmp/other-config.yaml" 'plain_http:' "other: registry settings reach the config"
+
+# 4a. The checks fail on broken charts and configs.
+broken() {  # description, sed expression on the daemonset template
+  rm -rf "$tmp/broken" && cp -r "$chart" "$tmp/broken"
+  sed -i "$2" "$tmp/broken/templates/daemonset.yaml"
+  if "$render" --check --out /dev/null "$tmp/broken" 2>"$tmp/broken.err"; then
+    bad "a chart with $1 passes the check"
+  else
+    ok "a chart with $1 fails the check: $(sed 's/^chart-render: //' "$tmp/broken.err" | head -1)"
+  fi
+}
+broken "a misspelled field" 's/mountPropagation:/mountPropogation:/'
+broken "a probe naming an undeclared port" 's/- name: metrics/- name: prom/'
+broken "a mount of a missing volume" '0,/- name: dev-fuse$/s//- name: dev-fuze/'
+broken "an unquoted number in an env value" 's/value: {{ .Values.containerd.restart | toString | quote }}/value: 1/'
+printf 'config:\n  rafs:\n    prefetch: sometimes\n' >"$tmp/bad-values.yaml"
+"$render" -f "$tmp/bad-values.yaml" --out /dev/null --config-out "$tmp/bad-config.yaml" "$chart"
+if "$daemon" --check-config --config "$tmp/bad-config.yaml" >/dev/null 2>&1; then
+  bad "the daemon accepts rafs.prefetch: sometimes"
+else
+  ok "the daemon rejects a bad value in the ConfigMap's config"
+fi
+
+# 3. The init step against containerd configs.
+script=$chart/files/configure-containerd.sh
+bin=$tmp/bin
+mkdir -p "$bin"
+# nsenter stand-in: records the restart instead of restarting anything.
+cat >"$bin/nsenter" <<EOF
+#!/bin/sh
+echo "\$*" >>"$tmp/restarts"
+EOF
+chmod +x "$bin/nsenter"
+
+configure() {  # config file, extra env...
+  local f=$1
+  shift
+  env PATH="$bin:$PATH" CONFIG_FILE="$f" "$@" sh "$script" 2>>"$tmp/configure.log"
+}
+dump_ok() {  # config file, what: containerd loads it with nydus in place
+  local d
+  if ! d=$(containerd --config "$1" config dump 2>&1); then
+    bad "$2: containerd rejects the result: $(echo "$d" | tail -1)"
+    return
+  fi
+  if echo "$d" | grep -q '^  \[proxy_plugins.nydus\]' &&
+    echo "$d" | grep -q 'address = "/run/containerd-nydus/containerd-nydus-grpc.sock"'; then
+    ok "$2: containerd loads it, proxy plugin nydus present"
+  else
+    bad "$2: containerd's config dump has no proxy plugin nydus"
+  fi
+  if [ "${3:-cri}" = cri ]; then
+    if echo "$d" | grep -q 'snapshotter = "nydus"' &&
+      echo "$d" | grep -q 'disable_snapshot_annotations = false'; then
+      ok "$2: CRI snapshotter nydus with annotations"
+    else
+      bad "$2: CRI settings missing from containerd's config dump"
+    fi
+  fi
+}
+idempotent() {  # config file, what, env...
+  local f=$1 what=$2
+  shift 2
+  cp "$f" "$tmp/before-second-run"
+  configure "$f" "$@"
+  if cmp -s "$f" "$tmp/before-second-run"; then
+    ok "$what: a second run changes nothing"
+  else
+    bad "$what: a second run changed the file"
+  fi
+}
+toml_check() {  # file, python expression over `c` (the parsed TOML), what
+  if /usr/bin/python3 - "$1" "$2" <<'EOF' 2>"$tmp/toml.err"; then
+import sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    c = tomllib.load(f)
+assert eval(sys.argv[2]), sys.argv[2]
+EOF
+    ok "$3"
+  else
+    bad "$3: $(tail -1 "$tmp/toml.err")"
+  fi
+}
+
+if command -v containerd >/dev/null 2>&1; then
+  # containerd's own full default config (version 2 here).
+  c=$tmp/c1/config.toml
+  mkdir -p "$(dirname "$c")"
+  containerd config default >"$c"
+  cp "$c" "$tmp/c1-orig"
+  configure "$c"
+  dump_ok "$c" "containerd's default config"
+  idempotent "$c" "containerd's default config"
+  if cmp -s "$c.rafs-snapshotter.orig" "$tmp/c1-orig"; then
+    ok "containerd's default config: the original is kept as config.toml.rafs-snapshotter.orig"
+  else
+    bad "containerd's default config: no copy of the original"
+  fi
+  if [ "$(grep -c 'snapshotter = ' "$c")" = "$(grep -c 'snapshotter = ' "$tmp/c1-orig")" ]; then
+    ok "containerd's default config: keys replaced in place, not duplicated"
+  else
+    bad "containerd's default config: snapshotter keys duplicated"
+  fi
+
+  # No config file at all: a new one.
+  c=$tmp/c2/config.toml
+  configure "$c"
+  dump_ok "$c" "a missing config file"
+  idempotent "$c" "a missing config file"
+
+  # The docs' snippet (what users paste): nothing to add.
+  c=$tmp/c3/config.toml
+  mkdir -p "$(dirname "$c")"
+  cp "$top/docs/containerd/config-v2.toml" "$c"
+  configure "$c"
+  if cmp -s "$c" "$top/docs/containerd/config-v2.toml"; then
+    ok "docs/containerd/config-v2.toml: already complete, left as it is"
+  else
+    bad "docs/containerd/config-v2.toml: the init step changed it"
+  fi
+
+  # Proxy plugin only (criSnapshotter false), CRI table left alone.
+  c=$tmp/c4/config.toml
+  mkdir -p "$(dirname "$c")"
+  containerd config default >"$c"
+  configure "$c" CRI_SNAPSHOTTER=false
+  dump_ok "$c" "proxy plugin only" nocri
+  if containerd --config "$c" config dump | grep -q 'snapshotter = "overlayfs"'; then
+    ok "proxy plugin only: the CRI snapshotter stays overlayfs"
+  else
+    bad "proxy plugin only: the CRI snapshotter was changed"
+  fi
+
+  # A broken file is caught (the check can fail).
+  printf '\n[proxy_plugins.nydus]\n  type = "snapshot"\n' >>"$c"
+  if containerd --config "$c" config dump >/dev/null 2>&1; then
+    bad "containerd accepts a duplicate [proxy_plugins.nydus] table: the dump check proves nothing"
+  else
+    ok "containerd rejects a duplicate table (the dump check can fail)"
+  fi
+else
+  bad "containerd is not installed (.ci/setup installs it): the init step's results are not loaded"
+fi
+
+# Version 3 (containerd 2.x): parsed as TOML, checked key by key.
+c=$tmp/c5/config.toml
+configure "$c" CONFIG_VERSION=3
+toml_check "$c" 'c["version"] == 3 and c["proxy_plugins"]["nydus"]["address"] == "/run/containerd-nydus/containerd-nydus-grpc.sock" and c["proxy_plugins"]["nydus"]["exports"]["enable_remote_snapshot_annotations"] == "true" and c["plugins"]["io.containerd.cri.v1.images"]["snapshotter"] == "nydus" and c["plugins"]["io.containerd.cri.v1.images"]["disable_snapshot_annotations"] is False' \
+  "version 3, missing file: proxy plugin and CRI images settings"
+idempotent "$c" "version 3, missing file"
+c=$tmp/c6/config.toml
+mkdir -p "$(dirname "$c")"
+cat >"$c" <<'EOF'
+version = 3
+root = "/var/lib/containerd"
+
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = 'overlayfs'
+  disable_snapshot_annotations = true
+  # keep this comment
+  max_concurrent_downloads = 3
+
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = 'registry.k8s.io/pause:3.10'
+EOF
+configure "$c"
+toml_check "$c" 'c["plugins"]["io.containerd.cri.v1.images"]["snapshotter"] == "nydus" and c["plugins"]["io.containerd.cri.v1.images"]["disable_snapshot_annotations"] is False and c["plugins"]["io.containerd.cri.v1.images"]["discard_unpacked_layers"] is False and c["plugins"]["io.containerd.cri.v1.images"]["max_concurrent_downloads"] == 3 and c["plugins"]["io.containerd.cri.v1.images"]["pinned_images"]["sandbox"].startswith("registry.k8s.io/pause") and c["proxy_plugins"]["nydus"]["type"] == "snapshot"' \
+  "version 3 file (auto-detected): CRI keys replaced in their table, others kept"
+idempotent "$c" "version 3 file"
+c=$tmp/c7/config.toml
+mkdir -p "$(dirname "$c")"
+cp "$top/docs/containerd/config-v3.toml" "$c"
+configure "$c" CONFIG_VERSION=3
+if cmp -s "$c" "$top/docs/containerd/config-v3.toml"; then
+  ok "docs/containerd/config-v3.toml: already complete, left as it is"
+else
+  bad "docs/containerd/config-v3.toml: the init step changed it"
+fi
+
+# k3s/rke2 template: starts with k3s's base template, then our table.
+c=$tmp/c8/config.toml.tmpl
+configure "$c" CONFIG_VERSION=3 NEW_FILE_HEADER='{{ template "base" . }}' CRI_SNAPSHOTTER=false
+if [ "$(head -1 "$c")" = '{{ template "base" . }}' ]; then
+  ok "k3s template: starts with the base template"
+else
+  bad "k3s template: first line is $(head -1 "$c")"
+fi
+tail -n +2 "$c" >"$tmp/k3s-rest.toml"
+toml_check "$tmp/k3s-rest.toml" 'c["proxy_plugins"]["nydus"]["type"] == "snapshot" and "plugins" not in c' \
+  "k3s template: the proxy plugin table, no CRI table"
+idempotent "$c" "k3s template" CONFIG_VERSION=3 NEW_FILE_HEADER='{{ template "base" . }}' CRI_SNAPSHOTTER=false
+
+# Restart only when asked and only after a change.
+rm -f "$tmp/restarts"
+c=$tmp/c9/config.toml
+configure "$c" RESTART=false
+[ ! -e "$tmp/restarts" ] && ok "no restart unless asked" || bad "restarted containerd without being asked"
+rm -rf "$tmp/c9"
+configure "$c" RESTART=true RESTART_COMMAND='systemctl restart containerd'
+configure "$c" RESTART=true RESTART_COMMAND='systemctl restart containerd'
+if [ "$(cat "$tmp/restarts" 2>/dev/null)" = "-t 1 -m -u -i -n -p -- /bin/sh -c systemctl restart containerd" ]; then
+  ok "restart asked: containerd restarted once (after the change), on the host's PID 1 namespaces"
+else
+  bad "restart asked: restarts recorded: $(cat "$tmp/restarts" 2>/dev/null | tr '\n' ';')"
+fi
+
+if [ "$fail" != 0 ]; then
+  echo "--- init step log"
+  cat "$tmp/configure.log"
+  exit 1
+fi
+echo "chart test: all checks passed"
