@@ -18,7 +18,30 @@ std::string EioReason(const base::Status& s) {
   }
 }
 
+const char* FuseOpName(FuseOp op) {
+  switch (op) {
+    case FuseOp::kLookup: return "lookup";
+    case FuseOp::kGetattr: return "getattr";
+    case FuseOp::kReadlink: return "readlink";
+    case FuseOp::kOpen: return "open";
+    case FuseOp::kOpendir: return "opendir";
+    case FuseOp::kRead: return "read";
+    case FuseOp::kReaddir: return "readdir";
+    case FuseOp::kRelease: return "release";
+    case FuseOp::kStatfs: return "statfs";
+    case FuseOp::kXattr: return "xattr";
+    case FuseOp::kAccess: return "access";
+    case FuseOp::kCount: break;
+  }
+  return "other";
+}
+
 FuseMetrics::FuseMetrics(base::MetricsRegistry* r) : registry(r) {
+  for (size_t i = 0; i < requests.size(); ++i) {
+    requests[i] = r->GetCounter("rafs_fuse_requests_total",
+                                "Requests received from the kernel, by operation",
+                                {{"op", FuseOpName(static_cast<FuseOp>(i))}});
+  }
   read_bytes = r->GetCounter("rafs_fuse_read_bytes_total", "Bytes returned to FUSE readers");
   read_seconds = r->GetHistogram("rafs_fuse_read_seconds", "Latency of FUSE read requests",
                                  base::ExponentialBuckets(0.00005, 4, 10));

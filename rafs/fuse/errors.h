@@ -1,6 +1,7 @@
 // Status -> errno for FUSE replies, and the counters of what went wrong.
 #pragma once
 
+#include <array>
 #include <string>
 
 #include "base/metrics.h"
@@ -13,6 +14,23 @@ namespace rfs::rafs::fuse {
 // blob store unavailable), blob_missing, auth, other.
 std::string EioReason(const base::Status& s);
 
+// Requests the kernel sends, as the `op` label of rafs_fuse_requests_total.
+enum class FuseOp {
+  kLookup,
+  kGetattr,
+  kReadlink,
+  kOpen,
+  kOpendir,
+  kRead,
+  kReaddir,
+  kRelease,
+  kStatfs,
+  kXattr,
+  kAccess,
+  kCount
+};
+const char* FuseOpName(FuseOp op);
+
 struct FuseMetrics {
   FuseMetrics() = default;
   explicit FuseMetrics(base::MetricsRegistry* registry);
@@ -22,6 +40,11 @@ struct FuseMetrics {
   base::Counter* read_bytes = nullptr;
   base::Histogram* read_seconds = nullptr;
   base::Counter* metadata_errors = nullptr;
+  std::array<base::Counter*, static_cast<size_t>(FuseOp::kCount)> requests{};
+
+  void Count(FuseOp op) const {
+    if (base::Counter* c = requests[static_cast<size_t>(op)]; c != nullptr) c->Increment();
+  }
 };
 
 // The errno for a failed metadata operation: ENOENT, ENOTDIR (the inode is

@@ -142,6 +142,12 @@ struct RafsMount::Impl {
   std::set<uint64_t> logged GUARDED_BY(logged_mu);  // inodes whose EIO was logged
 
   fuse::FuseMetrics metrics;
+  // The kernel can open files and directories without asking us (it then
+  // keeps their page and readdir caches, as we would answer): set at INIT
+  // when it says it can, so OPEN/OPENDIR get ENOSYS once and are never sent
+  // again, nor their RELEASEs. Two round trips less per open(2).
+  std::atomic<bool> no_open{false};
+  std::atomic<bool> no_opendir{false};
   std::atomic<uint64_t> read_bytes{0};
   std::atomic<uint64_t> eio_count{0};
 
@@ -254,6 +260,8 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_PARALLEL_DIROPS);
   want(FUSE_CAP_CACHE_SYMLINKS);
   want(FUSE_CAP_POSIX_ACL);
+  impl->no_open.store((conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0);
+  impl->no_opendir.store((conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0);
   // The image never changes: no invalidation on mtime changes, and the kernel
   // reads directories with attributes every time (immutable, so it pays off).
   conn->want &= ~(FUSE_CAP_AUTO_INVAL_DATA | FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_SPLICE_READ |
@@ -266,6 +274,7 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   RafsMount::Impl* impl = ImplOf(req);
+  impl->metrics.Count(fuse::FuseOp::kLookup);
   Result<fs::Stat> st = impl->fs().Lookup(parent, name);
   fuse_entry_param e{};
   if (!st.ok()) {
@@ -292,6 +301,7 @@ void OpForgetMulti(fuse_req_t req, size_t, fuse_forget_data*) { fuse_reply_none(
 
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   RafsMount::Impl* impl = ImplOf(req);
+  impl->metrics.Count(fuse::FuseOp::kGetattr);
   Result<fs::Stat> st = impl->fs().GetAttr(ino);
   if (!st.ok()) {
     fuse_reply_err(req, fuse::MetaErrno(st.status(), impl->metrics));
@@ -303,6 +313,7 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 
 void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
   RafsMount::Impl* impl = ImplOf(req);
+  impl->metrics.Count(fuse::FuseOp::kReadlink);
   Result<std::string> target = impl->fs().ReadLink(ino);
   if (!target.ok()) {
     int err = target.status().code() == base::StatusCode::kInvalidArgument
@@ -316,6 +327,13 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
 
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   RafsMount::Impl* impl = ImplOf(req);
+  impl->metrics.Count(fuse::FuseOp::kOpendir);
+  if (impl->no_opendir.load(std::memory_order_relaxed)) {
+    // The VFS checks the type itself (O_DIRECTORY, and opening a directory
+    // for writing on a read-only mount); the kernel caches the entries.
+    fuse_reply_err(req, ENOSYS);
+    return;
+  }
   Result<fs::Stat> st = impl->fs().GetAttr(ino);
   if (!st.ok()) {
     fuse_reply_err(req, fuse::MetaErrno(st.status(), impl->metrics));
@@ -337,6 +355,7 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void DoReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
   RafsMount::Impl* impl = ImplOf(req);
+  impl->metrics.Count(fuse::FuseOp::kReaddir);
   std::vector<char> buf(size);
   size_t used = 0;
   Status inner = Status::Ok();
@@ -388,10 +407,21 @@ void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_
   DoReadDir(req, ino, size, off, true);
 }
 
-void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+  ImplOf(req)->metrics.Count(fuse::FuseOp::kRelease);
+  fuse_reply_err(req, 0);
+}
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   RafsMount::Impl* impl = ImplOf(req);
+  impl->metrics.Count(fuse::FuseOp::kOpen);
+  if (impl->no_open.load(std::memory_order_relaxed)) {
+    // Writable opens never get here (the VFS refuses them on a read-only
+    // mount); without OPEN the kernel keeps the page cache across opens,
+    // which is what we would answer.
+    fuse_reply_err(req, ENOSYS);
+    return;
+  }
   if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
     fuse_reply_err(req, EROFS);
     return;
@@ -413,6 +443,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
   RafsMount::Impl* impl = ImplOf(req);
+  impl->metrics.Count(fuse::FuseOp::kRead);
   const auto start = std::chrono::steady_clock::now();
   if (off < 0) {
     fuse_reply_err(req, EINVAL);
@@ -482,10 +513,14 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
 }
 
-void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+  ImplOf(req)->metrics.Count(fuse::FuseOp::kRelease);
+  fuse_reply_err(req, 0);
+}
 
 void OpStatfs(fuse_req_t req, fuse_ino_t) {
   RafsMount::Impl* impl = ImplOf(req);
+  impl->metrics.Count(fuse::FuseOp::kStatfs);
   struct statvfs st {};
   st.f_bsize = 4096;
   st.f_frsize = 4096;
@@ -502,6 +537,7 @@ void OpStatfs(fuse_req_t req, fuse_ino_t) {
 
 void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   RafsMount::Impl* impl = ImplOf(req);
+  impl->metrics.Count(fuse::FuseOp::kXattr);
   Result<std::string> v = impl->fs().GetXattr(ino, name);
   if (!v.ok()) {
     fuse_reply_err(req, v.status().code() == base::StatusCode::kNotFound
@@ -520,6 +556,7 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
 
 void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   RafsMount::Impl* impl = ImplOf(req);
+  impl->metrics.Count(fuse::FuseOp::kXattr);
   Result<std::vector<std::string>> names = impl->fs().ListXattr(ino);
   if (!names.ok()) {
     fuse_reply_err(req, fuse::MetaErrno(names.status(), impl->metrics));
@@ -539,7 +576,8 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   }
 }
 
-void OpAccess(fuse_req_t req, fuse_ino_t ino, int mask) {
+void OpAccess(fuse_req_t req, fuse_ino_t, int mask) {
+  ImplOf(req)->metrics.Count(fuse::FuseOp::kAccess);
   // Permission bits are checked by the kernel (default_permissions); only
   // writing is refused here.
   fuse_reply_err(req, (mask & W_OK) ? EROFS : 0);
@@ -839,7 +877,8 @@ Result<std::unique_ptr<RafsMount>> RafsMount::Start(const MountOptions& options,
     msg.in.minor = FUSE_KERNEL_MINOR_VERSION;
     msg.in.max_readahead = options.max_read;
     msg.in.flags = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_DO_READDIRPLUS |
-                   FUSE_PARALLEL_DIROPS | FUSE_CACHE_SYMLINKS | FUSE_MAX_PAGES | FUSE_POSIX_ACL;
+                   FUSE_PARALLEL_DIROPS | FUSE_CACHE_SYMLINKS | FUSE_MAX_PAGES | FUSE_POSIX_ACL |
+                   FUSE_NO_OPEN_SUPPORT | FUSE_NO_OPENDIR_SUPPORT;
     fuse_buf b{};
     b.size = sizeof(msg);
     b.mem = &msg;

@@ -232,6 +232,62 @@ TEST(RafsMountTest, ReadOnlySemantics) {
   EXPECT_EQ(errno, ENODATA);
 }
 
+// Opening files and directories costs no round trip: the first OPEN and
+// OPENDIR are answered ENOSYS, after which the kernel opens by itself (and
+// sends no RELEASE); contents, O_DIRECTORY checks and the page cache still
+// behave.
+TEST(RafsMountTest, OpensNeedNoRoundTrips) {
+  REQUIRE_FUSE();
+  TempDir t;
+  const std::string src = MakeDir(t, "src");
+  ::mkdir((src + "/d").c_str(), 0755);
+  testing::WriteFileBytes(src + "/d/a", std::vector<uint8_t>(70000, 'a'));
+  testing::WriteFileBytes(src + "/d/b", std::vector<uint8_t>(5000, 'b'));
+  Built b = BuildAligned(t, src);
+  auto image = OpenImage(b.boot, b.blobs);
+  ASSERT_NE(image, nullptr);
+  base::MetricsRegistry metrics;
+  const std::string mnt = MakeDir(t, "mnt");
+  MountOptions o;
+  o.metrics = &metrics;
+  auto m = MountAt(image, mnt, o);
+  ASSERT_NE(m, nullptr);
+  auto requests = [&](const char* op) {
+    return metrics.GetCounter("rafs_fuse_requests_total", "", {{"op", op}})->value();
+  };
+
+  for (int i = 0; i < 20; ++i) {
+    for (const char* name : {"a", "b"}) {
+      auto bytes = testing::ReadFileBytes(mnt + "/d/" + name);
+      ASSERT_EQ(bytes.size(), name[0] == 'a' ? 70000u : 5000u);
+      EXPECT_EQ(bytes.front(), static_cast<uint8_t>(name[0]));
+    }
+    DIR* d = ::opendir((mnt + "/d").c_str());
+    ASSERT_NE(d, nullptr);
+    int names = 0;
+    while (::readdir(d) != nullptr) ++names;
+    ::closedir(d);
+    EXPECT_EQ(names, 4);
+  }
+  EXPECT_LE(requests("open"), 1u) << "the kernel kept asking to open files";
+  EXPECT_LE(requests("opendir"), 1u) << "the kernel kept asking to open directories";
+  EXPECT_EQ(requests("release"), 0u);
+  // Read once each: the page cache is kept across opens.
+  EXPECT_LE(requests("read"), 4u);
+  EXPECT_GE(requests("read"), 2u);
+  EXPECT_LE(requests("readdir"), 2u) << "directory entries are cached across opens";
+
+  errno = 0;
+  EXPECT_LT(::open((mnt + "/d/a").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC), 0);
+  EXPECT_EQ(errno, ENOTDIR);
+  errno = 0;
+  EXPECT_LT(::open((mnt + "/d").c_str(), O_RDWR | O_CLOEXEC), 0);
+  EXPECT_EQ(errno, EISDIR);
+  errno = 0;
+  EXPECT_LT(::open((mnt + "/d/b").c_str(), O_RDWR | O_CLOEXEC), 0);
+  EXPECT_EQ(errno, EROFS);
+}
+
 TEST(RafsMountTest, MountErrorsAreClear) {
   REQUIRE_FUSE();
   TempDir t;
