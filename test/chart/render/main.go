@@ -12,7 +12,8 @@
 // -f file in order (maps merged deeply, a null deletes the key, anything
 // else replaces), templates/*.yaml|tpl|txt parsed into one template set
 // named <chart>/templates/<file> so that `define`d templates in _helpers.tpl
-// are shared, files starting with "_" and NOTES.txt not rendered, the
+// are shared, files starting with "_" not rendered, NOTES.txt rendered
+// but not output, the
 // objects .Values .Release (Name, Namespace, Service, IsInstall, IsUpgrade,
 // Revision) .Chart (Name, Version, AppVersion, ...) .Capabilities
 // (KubeVersion.Version/Major/Minor, APIVersions.Has) .Template (Name,
@@ -340,7 +341,7 @@ func renderTemplates(chartDir, chartName string, top map[string]interface{}) ([]
 	sort.Strings(names)
 	var out []renderedFile
 	for _, n := range names {
-		if strings.HasPrefix(n, "_") || n == "NOTES.txt" {
+		if strings.HasPrefix(n, "_") {
 			continue
 		}
 		full := chartName + "/templates/" + n
@@ -354,6 +355,9 @@ func renderTemplates(chartDir, chartName string, top map[string]interface{}) ([]
 		var b strings.Builder
 		if err := root.ExecuteTemplate(&b, full, data); err != nil {
 			return nil, err
+		}
+		if n == "NOTES.txt" {
+			continue // rendered (so its errors count), not a manifest
 		}
 		out = append(out, renderedFile{name: full, text: strings.ReplaceAll(b.String(), "<no value>", "")})
 	}
