@@ -21,9 +21,15 @@
 #     naming an undeclared port, an invalid daemon config, a duplicate TOML
 #     table).
 #
+# kubectl is not used: its client-side dry run (create/apply
+# --dry-run=client, with or without --validate=false) needs an API server
+# for discovery and fails offline, so the per-kind checks are the
+# renderer's own (test/chart/render/checks.go).
+#
 # usage: chart_test.sh RAFS_SNAPSHOTTER_BINARY [WORK_DIR]
 # Exit 77 (skipped) only when no Go toolchain is installed.
-set -euo pipefail
+set -eEuo pipefail
+trap 'echo "FAIL: chart test stopped by an unexpected error at line $LINENO"' ERR
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -192,10 +198,13 @@ echo "\$*" >>"$tmp/restarts"
 EOF
 chmod +x "$bin/nsenter"
 
-configure() {  # config file, extra env...
+configure() {  # config file, extra env...: the init step's exit status
   local f=$1
   shift
   env PATH="$bin:$PATH" CONFIG_FILE="$f" "$@" sh "$script" 2>>"$tmp/configure.log"
+}
+run_configure() {  # the same, failing the test when the step fails
+  configure "$@" || bad "the init step failed on $1 (its log is below)"
 }
 dump_ok() {  # config file, what: containerd loads it with nydus in place
   local d
@@ -222,7 +231,7 @@ idempotent() {  # config file, what, env...
   local f=$1 what=$2
   shift 2
   cp "$f" "$tmp/before-second-run"
-  configure "$f" "$@"
+  run_configure "$f" "$@"
   if cmp -s "$f" "$tmp/before-second-run"; then
     ok "$what: a second run changes nothing"
   else
@@ -248,7 +257,7 @@ if command -v containerd >/dev/null 2>&1; then
   mkdir -p "$(dirname "$c")"
   containerd config default >"$c"
   cp "$c" "$tmp/c1-orig"
-  configure "$c"
+  run_configure "$c"
   dump_ok "$c" "containerd's default config"
   idempotent "$c" "containerd's default config"
   if cmp -s "$c.rafs-snapshotter.orig" "$tmp/c1-orig"; then
@@ -264,16 +273,18 @@ if command -v containerd >/dev/null 2>&1; then
 
   # No config file at all: a new one.
   c=$tmp/c2/config.toml
-  configure "$c"
+  run_configure "$c"
   dump_ok "$c" "a missing config file"
   idempotent "$c" "a missing config file"
 
   # The docs' snippet (what users paste): nothing to add.
   c=$tmp/c3/config.toml
   mkdir -p "$(dirname "$c")"
-  cp "$top/docs/containerd/config-v2.toml" "$c"
-  configure "$c"
-  if cmp -s "$c" "$top/docs/containerd/config-v2.toml"; then
+  { echo "version = 2"; cat "$top/docs/containerd/config-v2.toml"; } >"$c"
+  cp "$c" "$tmp/c3-orig"
+  run_configure "$c"
+  dump_ok "$c" "docs/containerd/config-v2.toml"
+  if cmp -s "$c" "$tmp/c3-orig"; then
     ok "docs/containerd/config-v2.toml: already complete, left as it is"
   else
     bad "docs/containerd/config-v2.toml: the init step changed it"
@@ -283,12 +294,53 @@ if command -v containerd >/dev/null 2>&1; then
   c=$tmp/c4/config.toml
   mkdir -p "$(dirname "$c")"
   containerd config default >"$c"
-  configure "$c" CRI_SNAPSHOTTER=false
+  run_configure "$c" CRI_SNAPSHOTTER=false
   dump_ok "$c" "proxy plugin only" nocri
   if containerd --config "$c" config dump | grep -q 'snapshotter = "overlayfs"'; then
     ok "proxy plugin only: the CRI snapshotter stays overlayfs"
   else
     bad "proxy plugin only: the CRI snapshotter was changed"
+  fi
+
+  # A file with top-level keys only and no version line (as some packages
+  # ship it): containerd would read it as version 1, so the line is added.
+  c=$tmp/c10/config.toml
+  mkdir -p "$(dirname "$c")"
+  printf '# shipped by a package\ndisabled_plugins = []\n' >"$c"
+  run_configure "$c"
+  if [ "$(head -1 "$c")" = "version = 2" ]; then
+    ok "a file without a version line: version = 2 added"
+  else
+    bad "a file without a version line: first line is $(head -1 "$c")"
+  fi
+  dump_ok "$c" "a file without a version line"
+  # A version 1 file with plugin tables is refused, not half-edited.
+  c=$tmp/c11/config.toml
+  mkdir -p "$(dirname "$c")"
+  printf '[plugins.cri.containerd]\n  snapshotter = "overlayfs"\n' >"$c"
+  cp "$c" "$tmp/c11-orig"
+  if configure "$c"; then
+    bad "a version 1 file with plugin tables was edited"
+  elif cmp -s "$c" "$tmp/c11-orig"; then
+    ok "a version 1 file with plugin tables: refused with a reason, left as it is"
+  else
+    bad "a version 1 file with plugin tables: refused but changed"
+  fi
+
+  # The same step under busybox (sh, awk, grep...): byte-identical result.
+  if [ -x /bin/busybox ]; then
+    bb=$tmp/busybox
+    mkdir -p "$bb"
+    for a in sh awk grep cmp cp mv mkdir dirname rm cat printf; do ln -s /bin/busybox "$bb/$a"; done
+    c=$tmp/c12/config.toml
+    mkdir -p "$(dirname "$c")"
+    containerd config default >"$c"
+    env -i PATH="$bb" CONFIG_FILE="$c" "$bb/sh" "$script" 2>>"$tmp/configure.log"
+    if cmp -s "$c" "$tmp/c1/config.toml"; then
+      ok "busybox sh and awk: the same result as the default shell"
+    else
+      bad "busybox sh and awk: a different result"
+    fi
   fi
 
   # A broken file is caught (the check can fail).
@@ -304,7 +356,7 @@ fi
 
 # Version 3 (containerd 2.x): parsed as TOML, checked key by key.
 c=$tmp/c5/config.toml
-configure "$c" CONFIG_VERSION=3
+run_configure "$c" CONFIG_VERSION=3
 toml_check "$c" 'c["version"] == 3 and c["proxy_plugins"]["nydus"]["address"] == "/run/containerd-nydus/containerd-nydus-grpc.sock" and c["proxy_plugins"]["nydus"]["exports"]["enable_remote_snapshot_annotations"] == "true" and c["plugins"]["io.containerd.cri.v1.images"]["snapshotter"] == "nydus" and c["plugins"]["io.containerd.cri.v1.images"]["disable_snapshot_annotations"] is False' \
   "version 3, missing file: proxy plugin and CRI images settings"
 idempotent "$c" "version 3, missing file"
@@ -323,15 +375,16 @@ root = "/var/lib/containerd"
   [plugins.'io.containerd.cri.v1.images'.pinned_images]
     sandbox = 'registry.k8s.io/pause:3.10'
 EOF
-configure "$c"
+run_configure "$c"
 toml_check "$c" 'c["plugins"]["io.containerd.cri.v1.images"]["snapshotter"] == "nydus" and c["plugins"]["io.containerd.cri.v1.images"]["disable_snapshot_annotations"] is False and c["plugins"]["io.containerd.cri.v1.images"]["discard_unpacked_layers"] is False and c["plugins"]["io.containerd.cri.v1.images"]["max_concurrent_downloads"] == 3 and c["plugins"]["io.containerd.cri.v1.images"]["pinned_images"]["sandbox"].startswith("registry.k8s.io/pause") and c["proxy_plugins"]["nydus"]["type"] == "snapshot"' \
   "version 3 file (auto-detected): CRI keys replaced in their table, others kept"
 idempotent "$c" "version 3 file"
 c=$tmp/c7/config.toml
 mkdir -p "$(dirname "$c")"
-cp "$top/docs/containerd/config-v3.toml" "$c"
-configure "$c" CONFIG_VERSION=3
-if cmp -s "$c" "$top/docs/containerd/config-v3.toml"; then
+{ echo "version = 3"; cat "$top/docs/containerd/config-v3.toml"; } >"$c"
+cp "$c" "$tmp/c7-orig"
+run_configure "$c"
+if cmp -s "$c" "$tmp/c7-orig"; then
   ok "docs/containerd/config-v3.toml: already complete, left as it is"
 else
   bad "docs/containerd/config-v3.toml: the init step changed it"
@@ -339,7 +392,7 @@ fi
 
 # k3s/rke2 template: starts with k3s's base template, then our table.
 c=$tmp/c8/config.toml.tmpl
-configure "$c" CONFIG_VERSION=3 NEW_FILE_HEADER='{{ template "base" . }}' CRI_SNAPSHOTTER=false
+run_configure "$c" CONFIG_VERSION=3 NEW_FILE_HEADER='{{ template "base" . }}' CRI_SNAPSHOTTER=false
 if [ "$(head -1 "$c")" = '{{ template "base" . }}' ]; then
   ok "k3s template: starts with the base template"
 else
@@ -353,11 +406,11 @@ idempotent "$c" "k3s template" CONFIG_VERSION=3 NEW_FILE_HEADER='{{ template "ba
 # Restart only when asked and only after a change.
 rm -f "$tmp/restarts"
 c=$tmp/c9/config.toml
-configure "$c" RESTART=false
+run_configure "$c" RESTART=false
 [ ! -e "$tmp/restarts" ] && ok "no restart unless asked" || bad "restarted containerd without being asked"
 rm -rf "$tmp/c9"
-configure "$c" RESTART=true RESTART_COMMAND='systemctl restart containerd'
-configure "$c" RESTART=true RESTART_COMMAND='systemctl restart containerd'
+run_configure "$c" RESTART=true RESTART_COMMAND='systemctl restart containerd'
+run_configure "$c" RESTART=true RESTART_COMMAND='systemctl restart containerd'
 if [ "$(cat "$tmp/restarts" 2>/dev/null)" = "-t 1 -m -u -i -n -p -- /bin/sh -c systemctl restart containerd" ]; then
   ok "restart asked: containerd restarted once (after the change), on the host's PID 1 namespaces"
 else

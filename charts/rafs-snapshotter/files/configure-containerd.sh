@@ -47,19 +47,32 @@ else
   : >"$tmp"
 fi
 
-# The version the file speaks.
+# The version the file speaks (its top-level "version = N").
+file_version=$(awk '
+  /^[ \t]*\[/ { exit }   # top-level keys only
+  /^[ \t]*version[ \t]*=/ { sub(/^[^=]*=[ \t]*/, ""); sub(/[ \t#].*$/, ""); print; exit }
+' "$tmp")
 version=$CONFIG_VERSION
 if [ "$version" = auto ]; then
-  version=$(awk '
-    /^[ \t]*\[/ { exit }   # top-level keys only
-    /^[ \t]*version[ \t]*=/ { sub(/^[^=]*=[ \t]*/, ""); sub(/[ \t#].*$/, ""); print; exit }
-  ' "$tmp")
-  [ -n "$version" ] || version=2
+  version=${file_version:-2}
 fi
 case "$version" in
   2 | 3) ;;
   *) log "config version \"$version\" is not 2 or 3 (set containerd.configVersion)"; exit 1 ;;
 esac
+# A file without a version line is config version 1 to containerd, whose
+# plugin tables have other names. One with plugin tables is not edited; one
+# without (only top-level keys and comments) gets the version line. A
+# template ({{ ... }}) takes its version from what it includes.
+if [ -s "$tmp" ] && [ -z "$file_version" ] && ! grep -q '{{' "$tmp"; then
+  if grep -Eq '^[[:space:]]*\[+[[:space:]]*plugins' "$tmp"; then
+    log "$CONFIG_FILE has plugin tables but no version line: containerd reads it as config" \
+      "version 1, which this step does not edit; migrate it (containerd config migrate) or" \
+      "add the lines of docs/containerd/config-v2.toml by hand"
+    exit 1
+  fi
+  { printf 'version = %s\n' "$version"; cat "$CONFIG_FILE"; } >"$tmp"
+fi
 
 if [ ! -s "$tmp" ]; then
   if [ -n "$NEW_FILE_HEADER" ]; then
