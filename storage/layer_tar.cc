@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -368,6 +369,47 @@ Result<BootstrapLayerContents> ReadBootstrapLayer(ByteSpan tar, bool keep_blob_m
   if (pick->size == 0) return DataLossError("bootstrap layer: ", pick->name, " is empty");
   out.bootstrap_name = pick->name;
   out.bootstrap.assign(pick->data.begin(), pick->data.end());
+  return out;
+}
+
+}  // namespace rfs::storage
+
+namespace rfs::storage {
+
+namespace {
+
+// A ustar header with fixed owner, time and no names beyond `name`.
+void AppendUstarHeader(std::vector<uint8_t>* out, const std::string& name, char type,
+                       uint32_t mode, uint64_t size) {
+  uint8_t h[512] = {};
+  std::memcpy(h, name.data(), std::min<size_t>(name.size(), 100));
+  std::snprintf(reinterpret_cast<char*>(h + 100), 8, "%07o", mode);
+  std::snprintf(reinterpret_cast<char*>(h + 108), 8, "%07o", 0);
+  std::snprintf(reinterpret_cast<char*>(h + 116), 8, "%07o", 0);
+  std::snprintf(reinterpret_cast<char*>(h + 124), 12, "%011llo",
+                static_cast<unsigned long long>(size));
+  std::snprintf(reinterpret_cast<char*>(h + 136), 12, "%011o", 0);
+  h[156] = static_cast<uint8_t>(type);
+  std::memcpy(h + 257, "ustar", 6);
+  std::memcpy(h + 263, "00", 2);
+  std::memset(h + 148, ' ', 8);
+  unsigned sum = 0;
+  for (uint8_t b : h) sum += b;
+  std::snprintf(reinterpret_cast<char*>(h + 148), 8, "%06o", sum);
+  h[155] = ' ';
+  out->insert(out->end(), h, h + 512);
+}
+
+}  // namespace
+
+std::vector<uint8_t> MakeBootstrapLayerTar(base::ByteSpan bootstrap) {
+  std::vector<uint8_t> out;
+  out.reserve(bootstrap.size() + 4096);
+  AppendUstarHeader(&out, "image/", '5', 0755, 0);
+  AppendUstarHeader(&out, "image/image.boot", '0', 0444, bootstrap.size());
+  out.insert(out.end(), bootstrap.begin(), bootstrap.end());
+  out.resize((out.size() + 511) / 512 * 512, 0);
+  out.resize(out.size() + 1024, 0);  // two zero end blocks
   return out;
 }
 

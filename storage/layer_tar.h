@@ -53,3 +53,13 @@ struct BootstrapLayerContents {
 base::Result<BootstrapLayerContents> ReadBootstrapLayer(base::ByteSpan tar, bool keep_blob_meta);
 
 }  // namespace rfs::storage
+
+namespace rfs::storage {
+
+// The bootstrap layer of spec SNAPSHOTTER-BEHAVIOUR 5.3 for `bootstrap`:
+// an uncompressed ustar archive holding the directory `image/` (0755) and
+// `image/image.boot` (0444), owned by 0:0 with mtime 0 and no user or group
+// names, so the same bootstrap always gives the same bytes.
+std::vector<uint8_t> MakeBootstrapLayerTar(base::ByteSpan bootstrap);
+
+}  // namespace rfs::storage

@@ -19,7 +19,8 @@ int Usage(const char* cmd, const std::string& msg) {
   return kExitUsage;
 }
 
-// Parses "1048576", "1M", "4K", "0x100000".
+}  // namespace
+
 bool ParseSize(const std::string& s, uint64_t* out) {
   if (s.empty()) return false;
   size_t pos = 0;
@@ -55,8 +56,6 @@ bool ParseSize(const std::string& s, uint64_t* out) {
   *out = v;
   return true;
 }
-
-}  // namespace
 
 CLI::App* AddBuildCommand(CLI::App* app, BuildArgs* args) {
   auto* b = app->add_subcommand(

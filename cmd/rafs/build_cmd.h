@@ -3,10 +3,14 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <string>
 #include <vector>
 
 namespace rfs::cmd {
+
+// Parses a size: "1048576", "1M", "4K", "0x100000".
+bool ParseSize(const std::string& s, uint64_t* out);
 
 struct BuildArgs {
   std::string source;

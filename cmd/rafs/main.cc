@@ -15,6 +15,7 @@
 #include "base/logging.h"
 #include "cmd/rafs/build_cmd.h"
 #include "cmd/rafs/cache_cmd.h"
+#include "cmd/rafs/convert_cmd.h"
 #include "cmd/rafs/exit.h"
 #include "cmd/rafs/mount_cmd.h"
 #include "cmd/rafs/print.h"
@@ -334,6 +335,8 @@ int Main(int argc, char** argv) {
   auto* build = AddBuildCommand(&app, &build_args);
   MergeArgs merge_args;
   auto* merge = AddMergeCommand(&app, &merge_args);
+  ConvertArgs convert_args;
+  CLI::App* convert = AddConvertCommand(&app, &convert_args);
   CacheArgs cache_args;
   CLI::App* cache = AddCacheCommand(&app, &cache_args);
   cache->footer(kExitHelp);
@@ -345,7 +348,7 @@ int Main(int argc, char** argv) {
   AddMountOptions(mount, &mount_args);
   AddBlobOptions(mount, &blobs);
 
-  for (CLI::App* sub : {inspect, ls, cat, check, extract, build, merge, mount}) {
+  for (CLI::App* sub : {inspect, ls, cat, check, extract, build, merge, convert, mount}) {
     sub->footer(kExitHelp);
   }
 
@@ -370,6 +373,7 @@ int Main(int argc, char** argv) {
   if (*build) return RunBuild(build_args);
   if (*merge) return RunMerge(merge_args);
   if (*cache) return RunCache(cache_args);
+  if (*convert) return RunConvert(convert_args);
   if (*mount) {
     return RunMount(mount_args, [&]() {
       rafs::fs::FsOptions fs;
