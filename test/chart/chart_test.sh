@@ -19,7 +19,11 @@
 #     asked and only after a change;
 #  4. the checks themselves fail on broken input (a misspelled field, a probe
 #     naming an undeclared port, an invalid daemon config, a duplicate TOML
-#     table).
+#     table);
+#  5. as root: the image the chart runs is built
+#     (cmd/rafs-snapshotter/build-image.sh) and every program the manifests
+#     name, the scripts' tools, the config, the init step and the fd keeper
+#     work inside it (chroot).
 #
 # kubectl is not used: its client-side dry run (create/apply
 # --dry-run=client, with or without --validate=false) needs an API server
@@ -415,6 +419,62 @@ if [ "$(cat "$tmp/restarts" 2>/dev/null)" = "-t 1 -m -u -i -n -p -- /bin/sh -c s
   ok "restart asked: containerd restarted once (after the change), on the host's PID 1 namespaces"
 else
   bad "restart asked: restarts recorded: $(cat "$tmp/restarts" 2>/dev/null | tr '\n' ';')"
+fi
+
+# 5. The image the chart runs (cmd/rafs-snapshotter/build-image.sh): it
+# builds, and the chart's commands, scripts and config work inside it.
+if [ "$(id -u)" != 0 ] || ! command -v umoci >/dev/null 2>&1; then
+  echo "skip the image checks: they need root and umoci (CI runs them)"
+else
+  rootfs=$tmp/image-rootfs
+  if RFS_IMAGE_ROOTFS=$rootfs bash "$top/cmd/rafs-snapshotter/build-image.sh" "$daemon" \
+       "$tmp/layout" test >"$tmp/image.log" 2>&1; then
+    ok "image: $(tail -1 "$tmp/image.log")"
+    if command -v skopeo >/dev/null 2>&1; then
+      if skopeo inspect --config "oci:$tmp/layout:test" | grep -q '"PATH=/usr/local/sbin:'; then
+        ok "image: an OCI image whose config sets PATH"
+      else
+        bad "image: skopeo finds no PATH in the image config"
+      fi
+    fi
+    # Every absolute program path the rendered manifests name.
+    for p in $(cat "$tmp"/*.yaml | grep -oE '/(usr/)?(local/)?s?bin/[A-Za-z0-9._-]+' | sort -u); do
+      if [ -x "$rootfs$p" ]; then ok "image: $p"; else bad "image: no $p, which the chart runs"; fi
+    done
+    for t in awk grep cmp cp mv mkdir rm cat dirname sleep nsenter printf kill test; do
+      chroot "$rootfs" /bin/sh -c "command -v $t" >/dev/null || bad "image: no $t for the chart's scripts"
+    done
+    ok "image: the tools of the chart's scripts are there"
+    cp "$tmp/default-config.yaml" "$rootfs/etc/rafs-snapshotter/config.yaml"
+    if chroot "$rootfs" /usr/local/bin/rafs-snapshotter --check-config \
+         --config /etc/rafs-snapshotter/config.yaml >/dev/null; then
+      ok "image: the daemon runs and loads the ConfigMap's config"
+    else
+      bad "image: the daemon does not run or rejects the config"
+    fi
+    mkdir -p "$rootfs/etc/containerd"
+    containerd config default >"$rootfs/etc/containerd/config.toml"
+    cp "$script" "$rootfs/configure-containerd.sh"
+    if chroot "$rootfs" /usr/bin/env CONFIG_FILE=/etc/containerd/config.toml \
+         /bin/sh /configure-containerd.sh 2>>"$tmp/configure.log" &&
+       cmp -s "$rootfs/etc/containerd/config.toml" "$tmp/c1/config.toml"; then
+      ok "image: the init step gives the same result inside the image"
+    else
+      bad "image: the init step fails or differs inside the image"
+    fi
+    chroot "$rootfs" /usr/local/bin/rafs-snapshotter --fd-keeper /run/fd-keeper.sock &
+    keeper=$!
+    for _ in $(seq 50); do [ -S "$rootfs/run/fd-keeper.sock" ] && break; sleep 0.1; done
+    if [ -S "$rootfs/run/fd-keeper.sock" ]; then
+      ok "image: the fd keeper listens"
+    else
+      bad "image: the fd keeper does not start"
+    fi
+    kill "$keeper" 2>/dev/null || true
+    wait "$keeper" 2>/dev/null || true
+  else
+    bad "image: build-image.sh failed: $(tail -3 "$tmp/image.log")"
+  fi
 fi
 
 if [ "$fail" != 0 ]; then
