@@ -231,42 +231,80 @@ Status RegistryBackend::TryEndpoints(
   return last;
 }
 
-Result<RegistryBackend::Response> RegistryBackend::Request(
-    const std::string& method, const Target& target,
-    const std::map<std::string, std::string>& headers, const BodySink* sink,
-    const IoContext& ctx) {
-  if (ctx.deadline.Expired()) return base::DeadlineExceededError("deadline passed");
-  httplib::Client cli(target.origin);
-  cli.set_follow_location(false);
-  auto ct = Cap(options_.connect_timeout, ctx.deadline);
-  auto rt = Cap(options_.request_timeout, ctx.deadline);
-  cli.set_connection_timeout(ct.count() / 1000, (ct.count() % 1000) * 1000);
-  cli.set_read_timeout(rt.count() / 1000, (rt.count() % 1000) * 1000);
-  cli.set_write_timeout(rt.count() / 1000, (rt.count() % 1000) * 1000);
-  if (target.origin.rfind("https://", 0) == 0) {
+namespace {
+
+// Idle connections kept per backend, and how long one may sit unused (a
+// server closes idle connections on its own schedule; a connection found
+// closed is reopened, this just avoids holding many descriptors).
+constexpr size_t kMaxIdleClients = 16;
+constexpr auto kIdleClientLifetime = std::chrono::seconds(30);
+
+}  // namespace
+
+RegistryBackend::~RegistryBackend() = default;
+
+Result<std::unique_ptr<httplib::Client>> RegistryBackend::TakeClient(const std::string& origin) {
+  {
+    MutexLock lock(&pool_mu_);
+    const auto now = std::chrono::steady_clock::now();
+    std::erase_if(idle_, [&](const IdleClient& c) { return now - c.since > kIdleClientLifetime; });
+    for (auto it = idle_.rbegin(); it != idle_.rend(); ++it) {
+      if (it->origin == origin) {
+        std::unique_ptr<httplib::Client> c = std::move(it->client);
+        idle_.erase(std::next(it).base());
+        return c;
+      }
+    }
+  }
+  auto cli = std::make_unique<httplib::Client>(origin);
+  cli->set_follow_location(false);
+  cli->set_keep_alive(true);
+  if (origin.rfind("https://", 0) == 0) {
     // A host's own TLS settings; redirect targets (object storage) get the
     // origin's.
     const Endpoint* tls = endpoints_.back().get();
     for (const auto& ep : endpoints_) {
-      if (ep->origin == target.origin) {
+      if (ep->origin == origin) {
         tls = ep.get();
         break;
       }
     }
-    cli.enable_server_certificate_verification(!tls->skip_verify);
+    cli->enable_server_certificate_verification(!tls->skip_verify);
     if (tls->ca_files.size() == 1) {
-      cli.set_ca_cert_path(tls->ca_files.front().c_str());
+      cli->set_ca_cert_path(tls->ca_files.front().c_str());
     } else if (tls->ca_files.size() > 1) {
       X509_STORE* store = X509_STORE_new();
       for (const auto& f : tls->ca_files) {
         if (X509_STORE_load_locations(store, f.c_str(), nullptr) != 1) {
           X509_STORE_free(store);
-          return base::UnavailableError(target.origin, ": cannot load the CA certificates ", f);
+          return base::UnavailableError(origin, ": cannot load the CA certificates ", f);
         }
       }
-      cli.set_ca_cert_store(store);  // the client owns it
+      cli->set_ca_cert_store(store);  // the client owns it
     }
   }
+  return cli;
+}
+
+void RegistryBackend::ReturnClient(const std::string& origin,
+                                   std::unique_ptr<httplib::Client> client) {
+  MutexLock lock(&pool_mu_);
+  if (idle_.size() >= kMaxIdleClients) idle_.erase(idle_.begin());  // the least recently used
+  idle_.push_back({origin, std::move(client), std::chrono::steady_clock::now()});
+}
+
+Result<RegistryBackend::Response> RegistryBackend::Request(
+    const std::string& method, const Target& target,
+    const std::map<std::string, std::string>& headers, const BodySink* sink,
+    const IoContext& ctx) {
+  if (ctx.deadline.Expired()) return base::DeadlineExceededError("deadline passed");
+  ASSIGN_OR_RETURN(std::unique_ptr<httplib::Client> client, TakeClient(target.origin));
+  httplib::Client& cli = *client;
+  auto ct = Cap(options_.connect_timeout, ctx.deadline);
+  auto rt = Cap(options_.request_timeout, ctx.deadline);
+  cli.set_connection_timeout(ct.count() / 1000, (ct.count() % 1000) * 1000);
+  cli.set_read_timeout(rt.count() / 1000, (rt.count() % 1000) * 1000);
+  cli.set_write_timeout(rt.count() / 1000, (rt.count() % 1000) * 1000);
   httplib::Headers h;
   for (const auto& [k, v] : headers) h.emplace(k, v);
   Response resp;
@@ -310,6 +348,9 @@ Result<RegistryBackend::Response> RegistryBackend::Request(
     }
     return base::UnavailableError(target.origin, ": ", Describe(r.error()));
   }
+  // Answered and read to the end (cut bodies and failures returned above
+  // and closed their connection): the connection can serve the next request.
+  ReturnClient(target.origin, std::move(client));
   return resp;
 }
 

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
+#include <fstream>
 #include <map>
 #include <random>
 #include <sstream>
@@ -67,6 +69,56 @@ TEST(RegistryBackendTest, RangedReadsFromDockerRegistry) {
   std::vector<uint8_t> one(1);
   EXPECT_EQ((*missing)->ReadAt(0, one).code(), StatusCode::kNotFound);
   EXPECT_EQ(backend->Open("../../etc/passwd").status().code(), StatusCode::kInvalidArgument);
+}
+
+// TCP sockets (any state, TIME_WAIT included) whose remote end is
+// 127.0.0.1:`port`: the client side of every connection made to it.
+int ConnectionsTo(int port) {
+  std::ifstream in("/proc/net/tcp");
+  std::string line;
+  std::getline(in, line);  // header
+  int n = 0;
+  char want[16];
+  std::snprintf(want, sizeof(want), "0100007F:%04X", port);
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string slot, local, remote;
+    f >> slot >> local >> remote;
+    if (remote == want) ++n;
+  }
+  return n;
+}
+
+TEST(RegistryBackendTest, SequentialReadsReuseOneConnection) {
+  if (!testing::LocalRegistry::Available()) GTEST_SKIP() << "docker-registry is not installed";
+  testing::TempDir dir;
+  auto reg = testing::LocalRegistry::Start(dir.path());
+  ASSERT_TRUE(reg.ok()) << reg.status();
+  auto blob = RandomBlob(1 << 20, 2);
+  auto id = (*reg)->PushBlob("library/ka", blob);
+  ASSERT_TRUE(id.ok()) << id.status();
+  const int port = std::stoi((*reg)->host().substr((*reg)->host().rfind(':') + 1));
+
+  RegistryOptions o;
+  o.host = (*reg)->host();
+  o.repository = "library/ka";
+  o.plain_http = true;
+  auto backend = *RegistryBackend::Create(o);
+  auto reader = backend->Open(*id);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  const int before = ConnectionsTo(port);
+  for (size_t i = 0; i < 20; ++i) {
+    std::vector<uint8_t> out(4096);
+    ASSERT_TRUE((*reader)->ReadAt(i * 50000, out).ok());
+    EXPECT_EQ(out, Slice(blob, i * 50000, 4096));
+  }
+  // A missing blob (404, a small error body) does not cost the connection.
+  auto missing = backend->Open(std::string(64, 'b'));
+  ASSERT_TRUE(missing.ok());
+  std::vector<uint8_t> one(1);
+  EXPECT_EQ((*missing)->ReadAt(0, one).code(), StatusCode::kNotFound);
+  ASSERT_TRUE((*reader)->ReadAt(0, one).ok());
+  EXPECT_LE(ConnectionsTo(port) - before, 1) << "each read opened its own connection";
 }
 
 TEST(RegistryBackendTest, BasicAuthAndNoCredentialLeaks) {
