@@ -20,7 +20,11 @@
 #  4. the checks themselves fail on broken input (a misspelled field, a probe
 #     naming an undeclared port, an invalid daemon config, a duplicate TOML
 #     table);
-#  5. as root: the image the chart runs is built
+#  5. the pod's scripts run as the kubelet would run them: the fd keeper
+#     sidecar until its startup probe passes, the daemon loop until its
+#     readiness probe passes; the daemon uses the sidecar's keeper, comes
+#     back after kill -9, and both stop on SIGTERM;
+#  6. as root: the image the chart runs is built
 #     (cmd/rafs-snapshotter/build-image.sh) and every program the manifests
 #     name, the scripts' tools, the config, the init step and the fd keeper
 #     work inside it (chroot).
@@ -421,7 +425,87 @@ else
   bad "restart asked: restarts recorded: $(cat "$tmp/restarts" 2>/dev/null | tr '\n' ';')"
 fi
 
-# 5. The image the chart runs (cmd/rafs-snapshotter/build-image.sh): it
+# 5. The pod's own scripts, run as the kubelet would run them (on this host,
+# with the binary and config paths mapped): the fd keeper sidecar first,
+# until its startup probe passes; then the daemon loop, until its readiness
+# probe passes. The daemon must use the sidecar's keeper (not start its
+# own), come back after kill -9 in the same "container", and both must stop
+# promptly on SIGTERM.
+pod=$tmp/pod
+mkdir -p "$pod"
+port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+printf 'config:\n  root: %s\n  address: %s\n  containerd_address: ""\n  metrics:\n    address: "127.0.0.1:%s"\n' \
+  "$pod/root" "$pod/run/sn.sock" "$port" >"$tmp/pod-values.yaml"
+"$render" -f "$tmp/pod-values.yaml" --out /dev/null --config-out "$pod/config.yaml" \
+  --json-out "$pod/objects.json" "$chart"
+/usr/bin/python3 "$here/pod_scripts.py" "$pod" "$daemon"
+keepers() { pgrep -f -- "--fd-keeper $pod/root/fd-keeper.sock" | wc -l; }
+daemons() { pgrep -f -- "--config $pod/config.yaml" || true; }
+ready() { curl -fsS "$(cat "$pod/readiness-url")" >/dev/null 2>&1; }
+wait_until() {  # seconds, command...
+  local n=$(($1 * 10))
+  shift
+  for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done
+  return 1
+}
+new_daemon() { local p; p=$(daemons); [ -n "$p" ] && [ "$p" != "$1" ]; }
+sh "$pod/keeper.sh" >"$pod/keeper.log" 2>&1 &
+kpid=$!
+if wait_until 10 sh "$pod/startup-probe.sh"; then
+  ok "pod: the fd keeper sidecar passes its startup probe"
+else
+  bad "pod: the fd keeper sidecar never passes its startup probe: $(tail -2 "$pod/keeper.log")"
+fi
+sh "$pod/daemon.sh" >"$pod/daemon.log" 2>&1 &
+dpid=$!
+if wait_until 20 ready; then
+  ok "pod: the daemon passes its readiness probe ($(cat "$pod/readiness-url"))"
+else
+  bad "pod: the daemon never gets ready: $(tail -3 "$pod/daemon.log")"
+fi
+keeper_clients() { ss -xH state established 2>/dev/null | grep -c " $pod/root/fd-keeper.sock " || true; }
+if [ "$(keepers)" = 1 ] && [ "$(keeper_clients)" -ge 1 ]; then
+  ok "pod: the daemon is connected to the sidecar's fd keeper (and started none of its own)"
+else
+  bad "pod: $(keepers) fd keepers, $(keeper_clients) connected"
+fi
+first=$(daemons)
+[ -n "$first" ] && kill -KILL "$first"
+if wait_until 20 new_daemon "$first" && wait_until 20 ready && kill -0 "$dpid" 2>/dev/null; then
+  ok "pod: after kill -9 the daemon is started again in its container and gets ready"
+else
+  bad "pod: the daemon did not come back after kill -9: $(tail -3 "$pod/daemon.log")"
+fi
+grep -q "starting it again" "$pod/daemon.log" || bad "pod: the daemon's restart is not logged"
+if [ "$(keepers)" = 1 ] && wait_until 5 eval '[ "$(keeper_clients)" -ge 1 ]'; then
+  ok "pod: the restarted daemon is connected to the same fd keeper"
+else
+  bad "pod: after the restart: $(keepers) fd keepers, $(keeper_clients) connected"
+fi
+kill -TERM "$dpid"
+if wait_until 20 eval "! kill -0 $dpid 2>/dev/null"; then
+  rc=0
+  wait "$dpid" || rc=$?
+  if [ "$rc" = 0 ] && [ -z "$(daemons)" ]; then
+    ok "pod: SIGTERM stops the daemon container (status 0, daemon gone)"
+  else
+    bad "pod: after SIGTERM: status $rc, daemon pids: $(daemons)"
+  fi
+else
+  bad "pod: the daemon container ignores SIGTERM"
+fi
+kill -TERM "$kpid"
+if wait_until 10 eval "! kill -0 $kpid 2>/dev/null" && wait_until 5 eval '[ "$(keepers)" = 0 ]'; then
+  ok "pod: SIGTERM stops the fd keeper sidecar"
+else
+  bad "pod: the fd keeper sidecar does not stop on SIGTERM"
+fi
+# Whatever is left of them (only after a failure above).
+for p in $kpid $dpid $(daemons) $(pgrep -f -- "--fd-keeper $pod/root/fd-keeper.sock"); do
+  kill -KILL "$p" 2>/dev/null || true
+done
+
+# 6. The image the chart runs (cmd/rafs-snapshotter/build-image.sh): it
 # builds, and the chart's commands, scripts and config work inside it.
 if [ "$(id -u)" != 0 ] || ! command -v umoci >/dev/null 2>&1; then
   echo "skip the image checks: they need root and umoci (CI runs them)"

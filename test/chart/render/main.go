@@ -5,6 +5,7 @@
 //
 //	chart-render [-f values.yaml]... [--set-release NAME] [--namespace NS]
 //	             [--kube-version 1.30.0] [--out FILE] [--config-out FILE]
+//	             [--json-out FILE]
 //	             [--check] [--check-values-comments] CHART_DIR
 //
 // What it implements of Helm: Chart.yaml (name, version, appVersion,
@@ -29,7 +30,8 @@
 // DaemonSet: the selector matches the pod labels, containers have names and
 // images, every volumeMount names a volume of the pod, probes name a
 // declared port, names are unique. --config-out writes the data key
-// config.yaml of the ConfigMap (the daemon's config) to a file.
+// config.yaml of the ConfigMap (the daemon's config) to a file; --json-out
+// the rendered objects as a JSON array.
 // --check-values-comments fails when a key of the chart's values.yaml has
 // no comment above it (except inside Kubernetes objects given as values).
 package main
@@ -67,6 +69,7 @@ func main() {
 	kubeVersion := flag.String("kube-version", "1.30.0", "Kubernetes version for .Capabilities")
 	out := flag.String("out", "", "write the rendered manifests here (default stdout)")
 	configOut := flag.String("config-out", "", "write the ConfigMap's config.yaml here")
+	jsonOut := flag.String("json-out", "", "write the rendered objects here as a JSON array")
 	check := flag.Bool("check", false, "check the rendered documents")
 	checkComments := flag.Bool("check-values-comments", false, "every values.yaml key has a comment")
 	flag.Parse()
@@ -75,14 +78,14 @@ func main() {
 		os.Exit(2)
 	}
 	if err := run(flag.Arg(0), valueFiles, *release, *namespace, *kubeVersion, *out, *configOut,
-		*check, *checkComments); err != nil {
+		*jsonOut, *check, *checkComments); err != nil {
 		fmt.Fprintln(os.Stderr, "chart-render:", err)
 		os.Exit(1)
 	}
 }
 
 func run(chartDir string, valueFiles []string, release, namespace, kubeVersion, out,
-	configOut string, check, checkComments bool) error {
+	configOut, jsonOut string, check, checkComments bool) error {
 	chartMeta, err := readYAMLMap(filepath.Join(chartDir, "Chart.yaml"))
 	if err != nil {
 		return err
@@ -191,6 +194,15 @@ func run(chartDir string, valueFiles []string, release, namespace, kubeVersion, 
 			for _, p := range checkObject(obj) {
 				problems = append(problems, fmt.Sprintf("%s: %s", d.source, p))
 			}
+		}
+	}
+	if jsonOut != "" {
+		b, err := json.MarshalIndent(objects, "", "  ")
+		if err != nil {
+			return fmt.Errorf("--json-out: %v", err)
+		}
+		if err := os.WriteFile(jsonOut, b, 0o644); err != nil {
+			return err
 		}
 	}
 	if check && len(objects) == 0 {
