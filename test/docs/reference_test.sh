@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# docs/reference.md lists every config key and every metric (ctest
-# docs_reference): the keys come from `rafs-snapshotter
-# --print-default-config`, the metric names from the sources (string
+# docs/reference.md lists every config key, every metric (ctest
+# docs_reference), and every flag of `rafs-snapshotter --help`: the keys
+# come from `rafs-snapshotter --print-default-config`, the metric names from
+# the sources (string
 # literals passed to the metrics registry, and the daemon's process gauges
 # <prefix>_... of cmd/common/metrics_http.cc). Each must appear in the
 # reference as `name`.
@@ -28,6 +29,9 @@ suffixes=$(grep -oE 'p \+ "_[a-z0-9_]+"' "$top/cmd/common/metrics_http.cc" | gre
 prefix=$(grep -oE 'process_prefix = "[a-z_]+"' "$top/cmd/rafs-snapshotter/config.cc" | grep -oE '"[a-z_]+"' | tr -d '"')
 for s in $suffixes; do metrics+=$'\n'"$prefix$s"; done
 
+# Flags, from the usage text.
+flags=$("$daemon" --help | grep -oE -- '--[a-z][a-z-]+' | sort -u)
+
 n_keys=$(echo "$keys" | grep -c .)
 n_metrics=$(echo "$metrics" | grep -c .)
 if [ "$n_keys" -lt 20 ] || [ "$n_metrics" -lt 20 ]; then
@@ -41,5 +45,8 @@ done
 for m in $metrics; do
   grep -qF "\`$m\`" "$ref" || { echo "FAIL: metric $m is not in docs/reference.md"; missing=1; }
 done
+for f in $flags; do
+  grep -qF -- "\`$f" "$ref" || { echo "FAIL: flag $f is not in docs/reference.md"; missing=1; }
+done
 [ "$missing" = 0 ] || exit 1
-echo "docs/reference.md lists all $n_keys config keys and $n_metrics metrics"
+echo "docs/reference.md lists all $n_keys config keys, $n_metrics metrics and $(echo "$flags" | grep -c .) flags"
