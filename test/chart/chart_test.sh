@@ -299,6 +299,19 @@ if command -v containerd >/dev/null 2>&1; then
     bad "docs/containerd/config-v2.toml: the init step changed it"
   fi
 
+  # Another socket in an existing nydus table: left, with a warning.
+  c=$tmp/c13/config.toml
+  mkdir -p "$(dirname "$c")"
+  printf 'version = 2\n[proxy_plugins]\n  [proxy_plugins."nydus"]\n    type = "snapshot"\n    address = "/run/other.sock"  # old\n' >"$c"
+  cp "$c" "$tmp/c13-orig"
+  : >"$tmp/c13.log"
+  env PATH="$bin:$PATH" CONFIG_FILE="$c" CRI_SNAPSHOTTER=false sh "$script" 2>"$tmp/c13.log" || true
+  if cmp -s "$c" "$tmp/c13-orig" && grep -q 'WARNING: its address is /run/other.sock' "$tmp/c13.log"; then
+    ok "an existing nydus table with another socket: left as it is, with a warning"
+  else
+    bad "an existing nydus table with another socket: $(cat "$tmp/c13.log" | tr '\n' ' ')"
+  fi
+
   # Proxy plugin only (criSnapshotter false), CRI table left alone.
   c=$tmp/c4/config.toml
   mkdir -p "$(dirname "$c")"

@@ -85,6 +85,15 @@ fi
 # The proxy plugin: appended unless a [proxy_plugins.nydus] table exists.
 if grep -Eq "^[[:space:]]*\[[[:space:]]*proxy_plugins[[:space:]]*\.[[:space:]]*(nydus|\"nydus\"|'nydus')[[:space:]]*\]" "$tmp"; then
   log "proxy plugin nydus already configured"
+  # Left as it is, but a socket other than the daemon's is worth a word.
+  configured=$(awk '
+    /^[ \t]*\[/ { in_nydus = ($0 ~ /^[ \t]*\[[ \t]*proxy_plugins[ \t]*\.[ \t]*["\047]?nydus["\047]?[ \t]*\]/) ; next }
+    in_nydus && /^[ \t]*address[ \t]*=/ { sub(/^[^=]*=[ \t]*/, ""); gsub(/["\047]/, ""); sub(/[ \t]*(#.*)?$/, ""); print; exit }
+  ' "$tmp")
+  if [ -n "$configured" ] && [ "$configured" != "$SOCKET" ]; then
+    log "WARNING: its address is $configured, but the daemon listens on $SOCKET;" \
+      "containerd will not reach it until the two agree"
+  fi
 else
   {
     printf '\n# Added by rafs-snapshotter: the proxy snapshotter "nydus".\n'
