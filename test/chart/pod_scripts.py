@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Takes the scripts and probes of the chart's pod out of the rendered
 objects (chart-render --json-out), for running them on a host as the kubelet
-would run them in the pod (test/chart/chart_test.sh, part 5).
+would run them in the pod (test/chart/chart_test.sh, part 5, and
+integration/06-chart-pod.sh).
 
     pod_scripts.py DIR DAEMON_BINARY
 Reads DIR/objects.json; writes DIR/keeper.sh (the fd keeper sidecar's
 script), DIR/startup-probe.sh (its startup probe), DIR/daemon.sh (the
-daemon container's script) and DIR/readiness-url (the daemon's readiness
-probe as a URL). The image's paths of the binary and of the config become
-DAEMON_BINARY and DIR/config.yaml.
+daemon container's script), DIR/readiness-url (the daemon's readiness
+probe as a URL) and DIR/configure.env (the environment of the init step,
+NAME=value lines for the shell). The image's paths of the binary and of
+the config become DAEMON_BINARY and DIR/config.yaml.
 """
 import json
 import shlex
@@ -36,6 +38,11 @@ def main():
         f.write(mapped(main_c["command"][2]))
     with open(pod + "/startup-probe.sh", "w") as f:
         f.write(" ".join(shlex.quote(a) for a in keeper["startupProbe"]["exec"]["command"]) + "\n")
+    init = [c for c in spec.get("initContainers", []) if c["name"] == "configure-containerd"]
+    if init:
+        with open(pod + "/configure.env", "w") as f:
+            for e in init[0]["env"]:
+                f.write("%s=%s\n" % (e["name"], shlex.quote(e["value"])))
     probe = main_c["readinessProbe"]["httpGet"]
     port = probe["port"]
     if isinstance(port, str):
