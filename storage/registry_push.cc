@@ -1,7 +1,6 @@
 #include "storage/registry_push.h"
 
 #include <fcntl.h>
-#include <openssl/x509_vfy.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -283,59 +282,34 @@ Status RegistryPusher::PushManifest(const std::string& reference, const std::str
       });
 }
 
-Status DownloadBlob(RegistryBackend& backend, const std::string& digest, uint64_t size,
-                    const std::string& path, const TransferProgress& progress,
-                    const IoContext& ctx) {
+Status StreamBlob(RegistryBackend& backend, const std::string& digest, uint64_t size,
+                  const std::function<Status(base::ByteSpan)>& consume,
+                  const TransferProgress& progress, const IoContext& ctx) {
   if (!IsSha256Digest(digest)) {
     return base::InvalidArgumentError("blob digest '", digest, "' is not sha256:<hex>");
   }
   const std::string what = "blob " + digest + " at " + backend.options().host + "/" +
                            backend.options().repository;
-  base::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!fd.valid()) return base::InternalError("cannot create ", path, ": ", std::strerror(errno));
-  auto fail = [&](Status s) {
-    ::unlink(path.c_str());
-    return s;
-  };
-  auto opened = backend.Open(digest.substr(7));
-  if (!opened.ok()) return fail(opened.status());
-  std::unique_ptr<BlobReader> reader = std::move(*opened);
+  ASSIGN_OR_RETURN(std::unique_ptr<BlobReader> reader, backend.Open(digest.substr(7)));
   auto hasher = base::Hasher::Create(base::DigestAlgo::kSha256);
-  constexpr uint64_t kRange = 16u << 20;
+  constexpr uint64_t kRange = 8u << 20;
   std::vector<uint8_t> buf(static_cast<size_t>(std::min<uint64_t>(kRange, size)));
   for (uint64_t off = 0; off < size;) {
     const size_t n = static_cast<size_t>(std::min<uint64_t>(kRange, size - off));
     base::MutableByteSpan dst(buf.data(), n);
     Status s = reader->ReadAt(off, dst, ctx);
     if (s.code() == base::StatusCode::kOutOfRange) {
-      return fail(base::DataLossError(what, ": shorter than the ", size,
-                                      " bytes the manifest says"));
+      return base::DataLossError(what, ": shorter than the ", size, " bytes the manifest says");
     }
-    if (!s.ok()) return fail(s);
+    RETURN_IF_ERROR(s);
     hasher->Update(base::ByteSpan(buf.data(), n));
-    for (size_t w = 0; w < n;) {
-      ssize_t k = ::write(fd.get(), buf.data() + w, n - w);
-      if (k < 0 && errno == EINTR) continue;
-      if (k <= 0) {
-        return fail(base::InternalError("writing ", path, ": ", std::strerror(errno)));
-      }
-      w += static_cast<size_t>(k);
-    }
+    RETURN_IF_ERROR(consume(base::ByteSpan(buf.data(), n)));
     off += n;
     if (progress) progress(off);
   }
-  // A blob longer than the manifest says is as wrong as a shorter one.
-  if (size > 0) {
-    uint8_t extra = 0;
-    Status past = reader->ReadAt(size, base::MutableByteSpan(&extra, 1), ctx);
-    if (past.ok()) {
-      return fail(base::DataLossError(what, ": longer than the ", size,
-                                      " bytes the manifest says"));
-    }
-  }
   const std::string got = "sha256:" + base::DigestHex(hasher->Finish());
   if (got != digest) {
-    return fail(base::DataLossError(what, ": content digest is ", got, " (corrupt or tampered)"));
+    return base::DataLossError(what, ": content digest is ", got, " (corrupt or tampered)");
   }
   return Status::Ok();
 }

@@ -81,12 +81,15 @@ class RegistryPusher {
   std::shared_ptr<RegistryBackend> backend_;
 };
 
-// Reads blob `digest` of `size` bytes from the backend's repository into
-// `path` (created or truncated) in large ranges, hashing as it goes; a
-// wrong size or digest is kDataLoss naming both digests, and the file is
-// removed on any failure.
-base::Status DownloadBlob(RegistryBackend& backend, const std::string& digest, uint64_t size,
-                          const std::string& path, const TransferProgress& progress,
-                          const IoContext& ctx);
+// Reads blob `digest` of `size` bytes from the backend's repository in
+// large ranges, handing each piece to `consume` in order and hashing as it
+// goes. A shorter blob or another digest is kDataLoss naming both digests
+// (bytes past `size` are never read: the digest covers exactly what is
+// used); the verdict comes after the last piece, so a consumer must not
+// trust what it got until this returns Ok. A `consume` error stops the
+// transfer and is returned.
+base::Status StreamBlob(RegistryBackend& backend, const std::string& digest, uint64_t size,
+                        const std::function<base::Status(base::ByteSpan)>& consume,
+                        const TransferProgress& progress, const IoContext& ctx);
 
 }  // namespace rfs::storage

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -139,15 +140,33 @@ class Converter {
   Result<std::optional<LayerResult>> LookupCache(const std::string& dir);
   Status PushBlob(const Descriptor& d, const storage::BlobContent& content,
                   const std::string& label);
+  // Waits for every blob upload started so far; the first failure.
+  Status FinishPushes();
 
   ImageStore& src_;
   ImageStore& dst_;
   const Settings& settings_;
   Progress& progress_;
   std::mutex mu_;
-  std::map<std::string, std::shared_future<Result<LayerResult>>> layers_;  // by cache key
+  std::map<std::string, std::shared_future<Result<LayerResult>>> layers_;  // by layer digest
+  std::vector<std::future<Status>> pushes_;  // blob uploads under way
   std::atomic<int> converted_{0}, reused_{0}, scratch_{0};
+  std::atomic<bool> failed_{false};
 };
+
+Status Converter::FinishPushes() {
+  std::vector<std::future<Status>> pending;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending.swap(pushes_);
+  }
+  Status first;
+  for (auto& f : pending) {
+    Status s = f.get();
+    if (first.ok() && !s.ok()) first = s;
+  }
+  return first;
+}
 
 Status Converter::PushBlob(const Descriptor& d, const storage::BlobContent& content,
                            const std::string& label) {
@@ -220,18 +239,6 @@ Result<LayerResult> Converter::ConvertLayer(const Descriptor& layer, const std::
       return std::move(*hit);
     }
   }
-  // Download (or locate) the source layer, verified.
-  const std::string scratch =
-      settings_.work_dir + "/layer-" + std::to_string(scratch_++) + ".tar";
-  const int id = progress_.Begin(label + " pull", layer.size);
-  const auto t0 = std::chrono::steady_clock::now();
-  auto tarball = src_.FetchBlob(layer, scratch, [&](uint64_t done) { progress_.Update(id, done); });
-  progress_.End(id);
-  if (!tarball.ok()) {
-    return tarball.status().WithContext(label + " " + layer.digest + " from " + src_.name());
-  }
-  const double pull_secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   // Build into a private directory, renamed into the cache when complete.
   const std::string tmp = entry + ".tmp-" + std::to_string(::getpid()) + "-" +
                           std::to_string(scratch_++);
@@ -239,18 +246,55 @@ Result<LayerResult> Converter::ConvertLayer(const Descriptor& layer, const std::
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);
   if (ec) return base::InternalError("cannot create ", tmp, ": ", ec.message());
-  const int bid = progress_.Begin(label + " build", 0);
-  const auto t1 = std::chrono::steady_clock::now();
-  auto built =
-      rafs::builder::BuildFromTarball(*tarball, tmp + "/layer.boot", tmp, settings_.build);
-  progress_.End(bid);
-  if (*tarball == scratch) ::unlink(scratch.c_str());
+  // The layer streams from the source through a pipe into the builder, so
+  // pulling, decompressing and chunking overlap and nothing is staged on
+  // disk. The builder's output counts only once the stream's digest check
+  // has passed.
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    return base::InternalError("pipe: ", std::strerror(errno));
+  }
+  base::UniqueFd read_end(fds[0]), write_end(fds[1]);
+  ::fcntl(write_end.get(), F_SETPIPE_SZ, 1 << 20);
+  const int id = progress_.Begin(label + " pull+build", layer.size);
+  const auto t0 = std::chrono::steady_clock::now();
+  Status pulled;
+  std::atomic<bool> reader_gone{false};
+  std::thread puller([&] {
+    pulled = src_.StreamBlob(
+        layer,
+        [&](base::ByteSpan piece) -> Status {
+          // When the builder gives up early (say on a gzip error), the rest
+          // is still read and hashed: a digest mismatch is the better
+          // explanation to report than the builder's complaint.
+          for (size_t off = 0; off < piece.size() && !reader_gone;) {
+            ssize_t n = ::write(write_end.get(), piece.data() + off, piece.size() - off);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) {
+              reader_gone = true;
+              break;
+            }
+            off += static_cast<size_t>(n);
+          }
+          return Status::Ok();
+        },
+        [&](uint64_t done) { progress_.Update(id, done); });
+    write_end = base::UniqueFd();  // end of the archive for the builder
+  });
+  auto built = rafs::builder::BuildFromTarball("/proc/self/fd/" + std::to_string(read_end.get()),
+                                               tmp + "/layer.boot", tmp, settings_.build);
+  read_end = base::UniqueFd();  // a puller still writing gets EPIPE
+  puller.join();
+  progress_.End(id);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!pulled.ok()) {
+    fs::remove_all(tmp, ec);
+    return pulled.WithContext(label + " " + layer.digest + " from " + src_.name());
+  }
   if (!built.ok()) {
     fs::remove_all(tmp, ec);
     return built.status().WithContext(label + " " + layer.digest + ": building the RAFS blob");
   }
-  const double build_secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   ASSIGN_OR_RETURN(std::vector<uint8_t> boot, ReadFile(tmp + "/layer.boot"));
   Json info = Json::object();
   info["source"] = layer.digest;
@@ -274,10 +318,10 @@ Result<LayerResult> Converter::ConvertLayer(const Descriptor& layer, const std::
   r.blob_size = built->blob_size;
   if (!r.blob_id.empty()) r.blob_path = entry + "/" + r.blob_id;
   progress_.Line(label + ": converted " + ShortDigest(layer.digest) + " (" +
-                 Progress::Bytes(layer.size) + " pulled at " +
-                 Progress::Rate(layer.size, pull_secs) + ", " + std::to_string(built->files) +
-                 " files, " + Progress::Bytes(built->file_bytes) + " in " +
-                 std::to_string(static_cast<int>(build_secs * 1000)) + " ms) -> " +
+                 Progress::Bytes(layer.size) + ", " + std::to_string(built->files) + " files, " +
+                 Progress::Bytes(built->file_bytes) + " in " +
+                 std::to_string(static_cast<int>(secs * 1000)) + " ms, " +
+                 Progress::Rate(layer.size, secs) + ") -> " +
                  (r.blob_id.empty() ? std::string("no data blob")
                                     : "blob " + r.blob_id.substr(0, 12) + " (" +
                                           Progress::Bytes(r.blob_size) + ")"));
@@ -341,13 +385,21 @@ Result<Converter::Output> Converter::ConvertManifest(
       const std::string llabel = label + "layer " + std::to_string(i + 1) + "/" +
                                  std::to_string(n);
       tasks.emplace_back([this, layer, llabel]() -> Result<LayerResult> {
-        ASSIGN_OR_RETURN(LayerResult r, ConvertLayer(layer, llabel));
+        // After a failure the image fails anyway: later layers are skipped.
+        if (failed_) return base::AbortedError(llabel, ": skipped after an earlier failure");
+        auto converted = ConvertLayer(layer, llabel);
+        if (!converted.ok()) failed_ = true;
+        ASSIGN_OR_RETURN(LayerResult r, std::move(converted));
         if (!r.blob_id.empty()) {
+          // Uploaded while later layers convert and the bootstrap is made.
           Descriptor blob;
           blob.media_type = std::string(storage::kNydusBlobMediaType);
           blob.digest = "sha256:" + r.blob_id;
           blob.size = r.blob_size;
-          RETURN_IF_ERROR(PushBlob(blob, storage::BlobContent{r.blob_path, {}}, llabel));
+          std::lock_guard<std::mutex> push_lock(mu_);
+          pushes_.push_back(std::async(std::launch::async, [this, blob, r, llabel] {
+            return PushBlob(blob, storage::BlobContent{r.blob_path, {}}, llabel);
+          }));
         }
         return r;
       });
@@ -366,7 +418,10 @@ Result<Converter::Output> Converter::ConvertManifest(
   std::vector<LayerResult> results;
   for (size_t i = 0; i < n; ++i) {
     const Result<LayerResult>& r = futures[i].get();
-    if (!r.ok()) return r.status();
+    if (!r.ok()) {
+      (void)FinishPushes();
+      return r.status();
+    }
     results.push_back(*r);
   }
 
@@ -415,7 +470,7 @@ Result<Converter::Output> Converter::ConvertManifest(
 
   // The bootstrap layer.
   const std::vector<uint8_t> tar = storage::MakeBootstrapLayerTar(bootstrap);
-  ASSIGN_OR_RETURN(std::vector<uint8_t> gz, storage::Compress(storage::Compressor::kGzip, tar, 9));
+  ASSIGN_OR_RETURN(std::vector<uint8_t> gz, storage::Compress(storage::Compressor::kGzip, tar, 6));
   Descriptor boot;
   boot.media_type = std::string(kOciGzipLayerType);
   boot.digest = Sha256Of(gz);
@@ -424,6 +479,8 @@ Result<Converter::Output> Converter::ConvertManifest(
   boot.annotations[std::string(kFsVersionAnnotation)] = "6";
   boot.annotations[std::string(kBlobIdsAnnotation)] = Json(merge->blob_ids).dump();
   RETURN_IF_ERROR(PushBlob(boot, storage::BlobContent{"", gz}, label + "bootstrap layer"));
+
+  RETURN_IF_ERROR(FinishPushes());
 
   // The config: diff_ids follow the new layers; history marks source
   // layers without a blob as empty and gains the bootstrap's entry.
@@ -572,6 +629,8 @@ CLI::App* AddConvertCommand(CLI::App* app, ConvertArgs* args) {
 
 int RunConvert(const ConvertArgs& args) {
   const char* kCmd = "convert";
+  // Writes into a pipe whose reader has gone must fail, not kill us.
+  std::signal(SIGPIPE, SIG_IGN);
   auto usage = [&](const std::string& msg) {
     std::fprintf(stderr, "rafs convert: %s\n", msg.c_str());
     return kExitUsage;

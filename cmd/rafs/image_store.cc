@@ -1,11 +1,16 @@
 #include "cmd/rafs/image_store.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <cstring>
 
 #include "base/digest.h"
+#include "base/unique_fd.h"
 #include "storage/image_ref.h"
 #include "storage/oci_layout.h"
 
@@ -76,11 +81,10 @@ class RegistryStore final : public ImageStore {
     return bytes;
   }
 
-  Result<std::string> FetchBlob(const Descriptor& d, const std::string& scratch,
-                                const storage::TransferProgress& progress) override {
-    RETURN_IF_ERROR(
-        storage::DownloadBlob(*backend_, d.digest, d.size, scratch, progress, storage::IoContext{}));
-    return scratch;
+  Status StreamBlob(const Descriptor& d, const std::function<Status(base::ByteSpan)>& consume,
+                    const storage::TransferProgress& progress) override {
+    return storage::StreamBlob(*backend_, d.digest, d.size, consume, progress,
+                               storage::IoContext{});
   }
 
   Result<std::optional<uint64_t>> StatBlob(const std::string& digest) override {
@@ -136,11 +140,34 @@ class OciStore final : public ImageStore {
     return layout_.ReadBlob(d.digest, d.size, max_bytes);
   }
 
-  Result<std::string> FetchBlob(const Descriptor& d, const std::string&,
-                                const storage::TransferProgress& progress) override {
-    RETURN_IF_ERROR(layout_.VerifyBlob(d.digest, d.size));
-    if (progress) progress(d.size);
-    return layout_.BlobPath(d.digest);
+  Status StreamBlob(const Descriptor& d, const std::function<Status(base::ByteSpan)>& consume,
+                    const storage::TransferProgress& progress) override {
+    const std::string path = layout_.BlobPath(d.digest);
+    base::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) {
+      return base::NotFoundError("blob ", d.digest, " in ", name_, ": ", std::strerror(errno));
+    }
+    auto hasher = base::Hasher::Create(base::DigestAlgo::kSha256);
+    std::vector<uint8_t> buf(1 << 20);
+    uint64_t done = 0;
+    for (;;) {
+      ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return base::InternalError("reading ", path, ": ", std::strerror(errno));
+      if (n == 0) break;
+      const base::ByteSpan piece(buf.data(), static_cast<size_t>(n));
+      hasher->Update(piece);
+      done += static_cast<uint64_t>(n);
+      if (done > d.size) break;
+      RETURN_IF_ERROR(consume(piece));
+      if (progress) progress(done);
+    }
+    const std::string got = "sha256:" + base::DigestHex(hasher->Finish());
+    if (done != d.size || got != d.digest) {
+      return base::DataLossError("blob ", d.digest, " in ", name_, ": content digest is ", got,
+                                 " (", done, " bytes, expected ", d.size, ")");
+    }
+    return Status::Ok();
   }
 
   Result<std::optional<uint64_t>> StatBlob(const std::string& digest) override {

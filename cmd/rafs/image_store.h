@@ -8,6 +8,7 @@
 // digest only (entries of an index) are written before the one tagged.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -39,11 +40,12 @@ class ImageStore {
   // A small blob (a config), verified, at most `max_bytes`.
   virtual base::Result<std::vector<uint8_t>> ReadBlob(const storage::Descriptor& d,
                                                       uint64_t max_bytes) = 0;
-  // A file holding the verified blob: downloaded to `scratch_path`, or the
-  // store's own file. The caller removes `scratch_path` when it was used.
-  virtual base::Result<std::string> FetchBlob(const storage::Descriptor& d,
-                                              const std::string& scratch_path,
-                                              const storage::TransferProgress& progress) = 0;
+  // Streams blob `d` to `consume` in order, verifying size and digest; the
+  // verdict (kDataLoss naming the digests) comes after the last piece, so
+  // nothing consumed may be trusted before this returns Ok.
+  virtual base::Status StreamBlob(const storage::Descriptor& d,
+                                  const std::function<base::Status(base::ByteSpan)>& consume,
+                                  const storage::TransferProgress& progress) = 0;
 
   // The size of blob `digest` when the store has it.
   virtual base::Result<std::optional<uint64_t>> StatBlob(const std::string& digest) = 0;

@@ -489,6 +489,20 @@ TEST_F(RafsConvertCliTest, CorruptSourceBlobFailsWithNothingTagged) {
   EXPECT_NE(out.find(src.layer_digests[1]), std::string::npos) << out;
   EXPECT_NE(out.find("content digest is"), std::string::npos) << out;
   EXPECT_EQ(ManifestStatus("app/conv", "v1-rafs"), 404);
+  // Damage early in a gzip stream makes the builder give up at once; the
+  // error still names the digest mismatch, not just the broken archive.
+  const std::string hex0 = src.layer_digests[0].substr(7);
+  const std::string data0 = regdir_.path() + "/data/docker/registry/v2/blobs/sha256/" +
+                            hex0.substr(0, 2) + "/" + hex0 + "/data";
+  bytes = testing::ReadFileBytes(data0);
+  ASSERT_GT(bytes.size(), 4096u);
+  bytes[300] ^= 0xff;
+  testing::WriteFileBytes(data0, bytes);
+  EXPECT_EQ(Convert(Ref("app/src:v1"), Ref("app/conv:v1-rafs"), &out, "-j 1 --no-cache"), 3)
+      << out;
+  EXPECT_NE(out.find("layer 1/5 " + src.layer_digests[0]), std::string::npos) << out;
+  EXPECT_NE(out.find("content digest is"), std::string::npos) << out;
+  EXPECT_EQ(ManifestStatus("app/conv", "v1-rafs"), 404);
 }
 
 TEST_F(RafsConvertCliTest, IndexKeepsPlatformsWithNydusMarkers) {
