@@ -37,7 +37,7 @@ owner() {
   local p=$1 q
   for q in "$p" "${p#/usr}" "/usr$p"; do
     if dpkg -S "$q" >/dev/null 2>&1; then
-      dpkg -S "$q" | head -1 | cut -d: -f1
+      dpkg -S "$q" | awk -F: 'NR == 1 {print $1}'
       return 0
     fi
   done

@@ -221,15 +221,15 @@ dump_ok() {  # config file, what: containerd loads it with nydus in place
     bad "$2: containerd rejects the result: $(echo "$d" | tail -1)"
     return
   fi
-  if echo "$d" | grep -q '^  \[proxy_plugins.nydus\]' &&
-    echo "$d" | grep -q 'address = "/run/containerd-nydus/containerd-nydus-grpc.sock"'; then
+  if grep -q '^  \[proxy_plugins.nydus\]' <<<"$d" &&
+    grep -q 'address = "/run/containerd-nydus/containerd-nydus-grpc.sock"' <<<"$d"; then
     ok "$2: containerd loads it, proxy plugin nydus present"
   else
     bad "$2: containerd's config dump has no proxy plugin nydus"
   fi
   if [ "${3:-cri}" = cri ]; then
-    if echo "$d" | grep -q 'snapshotter = "nydus"' &&
-      echo "$d" | grep -q 'disable_snapshot_annotations = false'; then
+    if grep -q 'snapshotter = "nydus"' <<<"$d" &&
+      grep -q 'disable_snapshot_annotations = false' <<<"$d"; then
       ok "$2: CRI snapshotter nydus with annotations"
     else
       bad "$2: CRI settings missing from containerd's config dump"
@@ -318,7 +318,8 @@ if command -v containerd >/dev/null 2>&1; then
   containerd config default >"$c"
   run_configure "$c" CRI_SNAPSHOTTER=false
   dump_ok "$c" "proxy plugin only" nocri
-  if containerd --config "$c" config dump | grep -q 'snapshotter = "overlayfs"'; then
+  # (captured first: grep -q closing the pipe early fails the pipeline)
+  if grep -q 'snapshotter = "overlayfs"' <<<"$(containerd --config "$c" config dump)"; then
     ok "proxy plugin only: the CRI snapshotter stays overlayfs"
   else
     bad "proxy plugin only: the CRI snapshotter was changed"
@@ -438,6 +439,13 @@ if [ "$(cat "$tmp/restarts" 2>/dev/null)" = "-t 1 -m -u -i -n -p -- /bin/sh -c s
 else
   bad "restart asked: restarts recorded: $(cat "$tmp/restarts" 2>/dev/null | tr '\n' ';')"
 fi
+rm -rf "$tmp/c9" "$tmp/restarts"
+run_configure "$c" RESTART=true RESTART_MARKER="$tmp/c9-marker/changed"
+if [ -e "$tmp/c9-marker/changed" ] && [ ! -e "$tmp/restarts" ]; then
+  ok "restart asked with a marker (the chart): the marker is left, containerd not restarted here"
+else
+  bad "restart asked with a marker: marker $(ls "$tmp/c9-marker" 2>/dev/null), restarts $(cat "$tmp/restarts" 2>/dev/null)"
+fi
 
 # 5. The pod's own scripts, run as the kubelet would run them (on this host,
 # with the binary and config paths mapped): the fd keeper sidecar first,
@@ -448,7 +456,7 @@ fi
 pod=$tmp/pod
 mkdir -p "$pod"
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-printf 'config:\n  root: %s\n  address: %s\n  containerd_address: ""\n  metrics:\n    address: "127.0.0.1:%s"\n' \
+printf 'containerd:\n  restart: true\nconfig:\n  root: %s\n  address: %s\n  containerd_address: ""\n  metrics:\n    address: "127.0.0.1:%s"\n' \
   "$pod/root" "$pod/run/sn.sock" "$port" >"$tmp/pod-values.yaml"
 "$render" -f "$tmp/pod-values.yaml" --out /dev/null --config-out "$pod/config.yaml" \
   --json-out "$pod/objects.json" "$chart"
@@ -470,12 +478,27 @@ if wait_until 10 sh "$pod/startup-probe.sh"; then
 else
   bad "pod: the fd keeper sidecar never passes its startup probe: $(tail -2 "$pod/keeper.log")"
 fi
-sh "$pod/daemon.sh" >"$pod/daemon.log" 2>&1 &
+# The init step changed containerd's config (its marker in the pod's
+# emptyDir); nsenter is the stand-in that records restarts.
+mkdir -p "$pod/pod-run"
+: >"$pod/pod-run/containerd-config-changed"
+rm -f "$tmp/restarts"
+(set -a && . "$pod/daemon.env" && set +a && PATH="$bin:$PATH" exec sh "$pod/daemon.sh") \
+  >"$pod/daemon.log" 2>&1 &
 dpid=$!
 if wait_until 20 ready; then
   ok "pod: the daemon passes its readiness probe ($(cat "$pod/readiness-url"))"
 else
   bad "pod: the daemon never gets ready: $(tail -3 "$pod/daemon.log")"
+fi
+restarted_once() {
+  [ "$(cat "$tmp/restarts" 2>/dev/null)" = "-t 1 -m -u -i -n -p -- /bin/sh -c systemctl restart containerd" ] &&
+    [ ! -e "$pod/pod-run/containerd-config-changed" ]
+}
+if wait_until 10 restarted_once && [ -S "$pod/run/sn.sock" ]; then
+  ok "pod: containerd restarted once from the daemon's container, after the daemon serves; marker gone"
+else
+  bad "pod: containerd restarts: $(cat "$tmp/restarts" 2>/dev/null | tr '\n' ';'), marker $(ls "$pod/pod-run")"
 fi
 keeper_clients() { ss -xH state established 2>/dev/null | grep -c " $pod/root/fd-keeper.sock " || true; }
 if [ "$(keepers)" = 1 ] && [ "$(keeper_clients)" -ge 1 ]; then
@@ -491,6 +514,7 @@ else
   bad "pod: the daemon did not come back after kill -9: $(tail -3 "$pod/daemon.log")"
 fi
 grep -q "starting it again" "$pod/daemon.log" || bad "pod: the daemon's restart is not logged"
+[ "$(wc -l <"$tmp/restarts")" = 1 ] || bad "pod: containerd restarted again with the daemon"
 if [ "$(keepers)" = 1 ] && wait_until 5 eval '[ "$(keeper_clients)" -ge 1 ]'; then
   ok "pod: the restarted daemon is connected to the same fd keeper"
 else
@@ -531,7 +555,7 @@ else
        "$tmp/layout" test >"$tmp/image.log" 2>&1; then
     ok "image: $(tail -1 "$tmp/image.log")"
     if command -v skopeo >/dev/null 2>&1; then
-      if skopeo inspect --config "oci:$tmp/layout:test" | grep -q '"PATH=/usr/local/sbin:'; then
+      if grep -q '"PATH=/usr/local/sbin:' <<<"$(skopeo inspect --config "oci:$tmp/layout:test")"; then
         ok "image: an OCI image whose config sets PATH"
       else
         bad "image: skopeo finds no PATH in the image config"

@@ -8,9 +8,11 @@ integration/06-chart-pod.sh).
 Reads DIR/objects.json; writes DIR/keeper.sh (the fd keeper sidecar's
 script), DIR/startup-probe.sh (its startup probe), DIR/daemon.sh (the
 daemon container's script), DIR/readiness-url (the daemon's readiness
-probe as a URL) and DIR/configure.env (the environment of the init step,
-NAME=value lines for the shell). The image's paths of the binary and of
-the config become DAEMON_BINARY and DIR/config.yaml.
+probe as a URL), DIR/daemon.env and DIR/configure.env (the environments
+of the daemon container and of the init step, NAME=value lines for the
+shell). The image's paths of the binary and of the config become
+DAEMON_BINARY and DIR/config.yaml, the pod's emptyDir /run/rafs-snapshotter
+becomes DIR/pod-run.
 """
 import json
 import shlex
@@ -25,7 +27,13 @@ def main():
 
     def mapped(text):
         return (text.replace("/usr/local/bin/rafs-snapshotter", daemon)
-                .replace("/etc/rafs-snapshotter/config.yaml", pod + "/config.yaml"))
+                .replace("/etc/rafs-snapshotter/config.yaml", pod + "/config.yaml")
+                .replace("/run/rafs-snapshotter/", pod + "/pod-run/"))
+
+    def write_env(path, container):
+        with open(path, "w") as f:
+            for e in container.get("env", []):
+                f.write("%s=%s\n" % (e["name"], shlex.quote(mapped(e["value"]))))
 
     keeper = [c for c in spec["initContainers"] if c["name"] == "fd-keeper"][0]
     main_c = [c for c in spec["containers"] if c["name"] == "rafs-snapshotter"][0]
@@ -38,11 +46,10 @@ def main():
         f.write(mapped(main_c["command"][2]))
     with open(pod + "/startup-probe.sh", "w") as f:
         f.write(" ".join(shlex.quote(a) for a in keeper["startupProbe"]["exec"]["command"]) + "\n")
+    write_env(pod + "/daemon.env", main_c)
     init = [c for c in spec.get("initContainers", []) if c["name"] == "configure-containerd"]
     if init:
-        with open(pod + "/configure.env", "w") as f:
-            for e in init[0]["env"]:
-                f.write("%s=%s\n" % (e["name"], shlex.quote(e["value"])))
+        write_env(pod + "/configure.env", init[0])
     probe = main_c["readinessProbe"]["httpGet"]
     port = probe["port"]
     if isinstance(port, str):

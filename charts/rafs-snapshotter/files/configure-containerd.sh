@@ -5,7 +5,9 @@
 # CRI_SNAPSHOTTER=true makes it the CRI plugin's snapshotter with the
 # settings remote snapshotters need. Idempotent: what is already there is
 # left as it is; a second run changes nothing. Restarts containerd only when
-# RESTART=true and the file changed.
+# RESTART=true and the file changed (or, with RESTART_MARKER, leaves that to
+# whoever reads the marker: in the chart, the daemon's container once the
+# daemon serves, so that the restarted containerd finds it running).
 #
 # Environment:
 #   CONFIG_FILE      the config file (created when missing)
@@ -18,6 +20,8 @@
 #   RESTART          true: run RESTART_COMMAND on the host after a change
 #   RESTART_COMMAND  e.g. "systemctl restart containerd" (through nsenter
 #                    into PID 1's namespaces: the pod needs hostPID)
+#   RESTART_MARKER   with RESTART=true: create this file instead of
+#                    restarting containerd here
 # Exit status: 0 when the file is as wanted (changed or not), 1 on errors.
 # Needs only POSIX sh, awk, grep, cmp, cp, mv.
 set -eu
@@ -29,6 +33,7 @@ SOCKET=${SOCKET:-/run/containerd-nydus/containerd-nydus-grpc.sock}
 CRI_SNAPSHOTTER=${CRI_SNAPSHOTTER:-true}
 RESTART=${RESTART:-false}
 RESTART_COMMAND=${RESTART_COMMAND:-systemctl restart containerd}
+RESTART_MARKER=${RESTART_MARKER:-}
 
 log() { echo "configure-containerd: $*" >&2; }
 
@@ -170,7 +175,11 @@ fi
 mv "$tmp" "$CONFIG_FILE"
 log "wrote $CONFIG_FILE (config version $version)"
 
-if [ "$RESTART" = true ]; then
+if [ "$RESTART" = true ] && [ -n "$RESTART_MARKER" ]; then
+  mkdir -p "$(dirname "$RESTART_MARKER")"
+  : >"$RESTART_MARKER"
+  log "containerd is to be restarted once the daemon serves ($RESTART_MARKER)"
+elif [ "$RESTART" = true ]; then
   log "restarting containerd on the host: $RESTART_COMMAND"
   nsenter -t 1 -m -u -i -n -p -- /bin/sh -c "$RESTART_COMMAND"
 else

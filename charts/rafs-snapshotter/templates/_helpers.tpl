@@ -84,3 +84,41 @@ path. The state root (Bidirectional) is mounted apart.
 {{- end -}}
 {{- toYaml $dirs -}}
 {{- end -}}
+
+{{/*
+The daemon container's script: with containerd.restart, restart containerd
+(once per change of its config, marked by the init step) as soon as the
+daemon serves its socket; then run the daemon, with restartInPlace in a loop
+that starts it again when it exits.
+*/}}
+{{- define "rafs-snapshotter.daemonScript" -}}
+{{- if and .Values.containerd.configure .Values.containerd.restart }}
+# The init step changed containerd's config: restart containerd once the
+# daemon serves, so that the restarted containerd finds it running.
+marker=/run/rafs-snapshotter/containerd-config-changed
+if [ -e "$marker" ]; then
+  (
+    i=0
+    while [ ! -S "$SOCKET" ] && [ "$i" -lt 600 ]; do sleep 1; i=$((i + 1)); done
+    echo "restarting containerd on the host: $RESTART_COMMAND" >&2
+    nsenter -t 1 -m -u -i -n -p -- /bin/sh -c "$RESTART_COMMAND" && rm -f "$marker"
+  ) &
+fi
+{{- end }}
+{{- if .Values.restartInPlace }}
+# The daemon is started again in this container when it exits (crash, OOM
+# kill), so its container need not be created anew: see restartInPlace in
+# values.yaml.
+stop=0
+trap 'stop=1; kill -TERM "$pid" 2>/dev/null' TERM INT
+while :; do
+  /usr/local/bin/rafs-snapshotter --config /etc/rafs-snapshotter/config.yaml & pid=$!
+  while kill -0 "$pid" 2>/dev/null; do wait "$pid"; rc=$?; done
+  [ "$stop" = 1 ] && exit 0
+  echo "rafs-snapshotter exited ($rc); starting it again in 1 s" >&2
+  sleep 1
+done
+{{- else }}
+exec /usr/local/bin/rafs-snapshotter --config /etc/rafs-snapshotter/config.yaml
+{{- end }}
+{{- end -}}
