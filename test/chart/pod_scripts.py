@@ -2,7 +2,7 @@
 """Takes the scripts and probes of the chart's pod out of the rendered
 objects (chart-render --json-out), for running them on a host as the kubelet
 would run them in the pod (test/chart/chart_test.sh, part 5, and
-integration/06-chart-pod.sh).
+integration/07-chart-pod.sh).
 
     pod_scripts.py DIR DAEMON_BINARY
 Reads DIR/objects.json; writes DIR/keeper.sh (the fd keeper sidecar's

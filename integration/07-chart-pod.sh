@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 06: the Helm chart's pod, run without Kubernetes against a real containerd.
+# 07: the Helm chart's pod, run without Kubernetes against a real containerd.
 # The chart (charts/rafs-snapshotter) is rendered for this machine's paths;
 # its init step (files/configure-containerd.sh, with the environment the
 # DaemonSet gives it) adds the proxy plugin to a containerd config, which
@@ -11,14 +11,14 @@
 # and while the whole daemon "container" is stopped and started again (the
 # sidecar's keeper holds the mounts): the reads pause, never fail.
 #
-#   BUILD=build/gcc integration/06-chart-pod.sh
+#   BUILD=build/gcc integration/07-chart-pod.sh
 set -euo pipefail
 source "$(dirname "$0")/lib/env.sh"
 TOP=$(cd "$IT_LIB/../.." && pwd)
 CHART=$TOP/charts/rafs-snapshotter
 POD=$W/pod
 mkdir -p "$POD" "$W/containerd"
-command -v go >/dev/null || { echo "SKIP 06-chart-pod: no Go toolchain to render the chart"; exit 0; }
+command -v go >/dev/null || { echo "SKIP 07-chart-pod: no Go toolchain to render the chart"; exit 0; }
 # The keeper sidecar's loop is ours to stop, before the rest is cleaned up.
 trap 'rc=$?; set +e; stop_pid keeper; (exit $rc); it_cleanup' EXIT
 
@@ -137,4 +137,4 @@ ctr_ containers rm rfs-it-pod-reader >/dev/null
 ctr_ images rm --sync "$LAZY" >/dev/null
 wait_for "snapshots collected" counts_are "0 0 0"
 check_consistent
-log "PASS 06-chart-pod"
+log "PASS 07-chart-pod"
