@@ -450,6 +450,7 @@ Result<Converter::Output> Converter::ConvertManifest(
     d.annotations[std::string(storage::kNydusBlobAnnotation)] = "true";
     layers.push_back(std::move(d));
   }
+  const size_t dict_first = layers.size();
   for (const std::string& id : merge->blob_ids) {
     if (ours.count(id)) continue;
     auto size = dst_.StatBlob("sha256:" + id);
@@ -502,6 +503,11 @@ Result<Converter::Output> Converter::ConvertManifest(
     }
   } else {
     config["history"] = Json::array();
+  }
+  for (size_t i = dict_first; i < layers.size(); ++i) {
+    Json dict_entry = Json::object();
+    dict_entry["created_by"] = "rafs convert: chunk dictionary blob";
+    config["history"].push_back(std::move(dict_entry));
   }
   Json entry = Json::object();
   entry["created_by"] = "rafs convert: RAFS bootstrap layer";

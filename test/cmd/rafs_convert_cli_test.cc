@@ -596,6 +596,42 @@ TEST_F(RafsConvertCliTest, OciLayoutSourceAndDestination) {
   EXPECT_TRUE(testing::ReadFileBytes(dst + "/oci-layout").size() > 0);
 }
 
+TEST_F(RafsConvertCliTest, ChunkDictionaryBlobsMustBeInTheDestination) {
+  // A dictionary holding layer 1's big file: its chunks are not stored again.
+  const std::string dict_src = work_.Sub("dict-src");
+  ASSERT_EQ(::mkdir(dict_src.c_str(), 0755), 0);
+  const std::string tool = Pattern(3 << 20, 1);
+  testing::WriteFileBytes(dict_src + "/tool", Bytes(tool));
+  const std::string dict = work_.Sub("dict.boot"), dict_blobs = work_.Sub("dict-blobs");
+  ASSERT_EQ(::mkdir(dict_blobs.c_str(), 0755), 0);
+  std::string out;
+  ASSERT_EQ(Sh(Rafs() + " build " + dict_src + " --bootstrap " + dict + " --blob-dir " +
+                   dict_blobs + " --json",
+               &out),
+            0)
+      << out;
+  const std::string dict_blob_id = Json::parse(out)["blob_id"];
+  PushSource(*reg_, "app/src", "v1", TestLayers());
+  // Without the dictionary's blob in the destination: refused, nothing tagged.
+  EXPECT_EQ(Convert(Ref("app/src:v1"), Ref("app/conv:dict"), &out, "--chunk-dict " + dict), 1)
+      << out;
+  EXPECT_NE(out.find("chunk dictionary blob " + dict_blob_id), std::string::npos) << out;
+  EXPECT_EQ(ManifestStatus("app/conv", "dict"), 404);
+  // With it: a blob layer for it, and the image reads the same.
+  ASSERT_TRUE(reg_->PushBlob("app/conv", testing::ReadFileBytes(dict_blobs + "/" + dict_blob_id))
+                  .ok());
+  ASSERT_EQ(Convert(Ref("app/src:v1"), Ref("app/conv:dict"), &out, "--chunk-dict " + dict), 0)
+      << out;
+  auto m = Backend("app/conv")->GetManifest("dict", storage::IoContext{});
+  ASSERT_TRUE(m.ok());
+  const Json manifest = CheckManifest(this, "app/conv", m->bytes, 4);
+  bool found = false;
+  for (const Json& l : manifest["layers"]) found = found || l["digest"] == "sha256:" + dict_blob_id;
+  EXPECT_TRUE(found) << manifest.dump();
+  ASSERT_EQ(Sh(Rafs() + " cat " + Ref("app/conv:dict") + " /usr/bin/tool --plain-http", &out), 0);
+  EXPECT_TRUE(out == tool) << out.size();
+}
+
 TEST(RafsConvertAuthTest, PushesWithDockerConfigCredentialsAndNeverPrintsThem) {
   if (!testing::LocalRegistry::Available()) GTEST_SKIP() << "docker-registry is not installed";
   if (!testing::HaveCommand("htpasswd")) GTEST_SKIP() << "htpasswd is not installed";
