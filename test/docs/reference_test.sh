@@ -5,7 +5,8 @@
 # the sources (string
 # literals passed to the metrics registry, and the daemon's process gauges
 # <prefix>_... of cmd/common/metrics_http.cc). Each must appear in the
-# reference as `name`.
+# reference as `name`; a config key's row must give its default as the
+# default config writes it.
 #
 # usage: reference_test.sh RAFS_SNAPSHOTTER_BINARY
 set -euo pipefail
@@ -13,12 +14,18 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 daemon=${1:?usage: reference_test.sh RAFS_SNAPSHOTTER_BINARY}
 ref=$top/docs/reference.md
 
-# Config keys as dotted paths (two levels in this format).
-keys=$("$daemon" --print-default-config | awk '
+# Config keys as dotted paths (two levels in this format), each with its
+# default as the YAML writes it ("key<TAB>value").
+defaults=$("$daemon" --print-default-config | awk '
   /^[ \t]*#/ || /^[ \t]*$/ { next }
-  /^[a-z_]+:/ { k = $1; sub(/:.*/, "", k); top = k; if ($0 ~ /^[a-z_]+:[ \t]*$/) next; print k; next }
-  /^  [a-z_]+:/ { k = $1; sub(/:.*/, "", k); print top "." k }
+  /^[a-z_]+:/ {
+    k = $1; sub(/:.*/, "", k); top = k
+    if ($0 ~ /^[a-z_]+:[ \t]*$/) next
+    v = $0; sub(/^[^:]*:[ \t]*/, "", v); print k "\t" v; next
+  }
+  /^  [a-z_]+:/ { k = $1; sub(/:.*/, "", k); v = $0; sub(/^[^:]*:[ \t]*/, "", v); print top "." k "\t" v }
 ')
+keys=$(cut -f1 <<<"$defaults")
 # Metric names: literals registered with GetCounter/GetGauge/GetHistogram
 # (the name may be on the line after the call).
 metrics=$(grep -rhE -A2 'Get(Counter|Gauge|Histogram)\(' "$top"/base "$top"/storage "$top"/rafs \
@@ -39,9 +46,20 @@ if [ "$n_keys" -lt 20 ] || [ "$n_metrics" -lt 20 ]; then
   exit 1
 fi
 missing=0
-for k in $keys; do
-  grep -qF "\`$k\`" "$ref" || { echo "FAIL: config key $k is not in docs/reference.md"; missing=1; }
-done
+while IFS=$'\t' read -r k v; do
+  # The row "| `key` | `default` | meaning |".
+  row=$(grep -F "| \`$k\` |" "$ref" | head -1 || true)
+  if [ -z "$row" ]; then
+    echo "FAIL: config key $k is not in docs/reference.md"
+    missing=1
+    continue
+  fi
+  documented=$(awk -F' [|] ' '{print $2}' <<<"$row" | sed 's/^`//; s/`$//')
+  if [ "$documented" != "$v" ]; then
+    echo "FAIL: docs/reference.md gives $k the default $documented; the daemon's is $v"
+    missing=1
+  fi
+done <<<"$defaults"
 for m in $metrics; do
   grep -qF "\`$m\`" "$ref" || { echo "FAIL: metric $m is not in docs/reference.md"; missing=1; }
 done
