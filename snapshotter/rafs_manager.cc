@@ -226,6 +226,7 @@ Result<std::unique_ptr<rafs::RafsMount>> RafsManager::StartInstance(int64_t id,
   src.bootstrap_path = boot;
   src.backend = std::move(backend);
   src.device.cache_manager = cache_;
+  src.device.amplify_bytes = options_.read_amplify_bytes;
   src.device.metrics = options_.metrics;
   src.fs.mount_time = static_cast<uint64_t>(::time(nullptr));
   rafs::MountOptions mo = options_.mount;

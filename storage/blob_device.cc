@@ -66,6 +66,9 @@ BlobDevice::BlobDevice(std::shared_ptr<BlobBackend> backend, std::vector<BlobInf
                                     "Chunks that failed, by reason.", {{"reason", "digest"}});
   m_.fetch_errors = r.GetCounter("rfs_storage_chunk_errors_total",
                                  "Chunks that failed, by reason.", {{"reason", "fetch"}});
+  m_.amplified_bytes = r.GetCounter(
+      "rfs_storage_amplified_bytes_total",
+      "Bytes of chunks fetched because an on-demand read was widened to amplify_bytes.");
   m_.request_seconds = r.GetHistogram("rfs_storage_backend_request_seconds",
                                       "Latency of backend range requests.",
                                       base::ExponentialBuckets(0.0005, 2, 16));
@@ -214,7 +217,8 @@ Status BlobDevice::FetchOneVerified(Blob* blob, const ChunkInfo& c, MutableByteS
   return last;
 }
 
-Status BlobDevice::FetchRun(Blob* blob, const std::vector<ChunkInfo>& run, const IoContext& ctx) {
+Status BlobDevice::FetchRun(Blob* blob, const std::vector<ChunkInfo>& run, const IoContext& ctx,
+                            const std::set<uint32_t>& optional) {
   const int src = SourceIndex(ctx);
   // Prefetchers hold back while on-demand fetches run (OnDemandInFlight).
   struct InFlight {
@@ -249,9 +253,11 @@ Status BlobDevice::FetchRun(Blob* blob, const std::vector<ChunkInfo>& run, const
       if (s.code() == base::StatusCode::kDataLoss) {
         // Wrong bytes from the source: fetch this chunk alone once more.
         m_.verify_failures->Increment();
-        s = FetchOneVerified(blob, c, out, ctx, /*after_bad_bytes=*/true);
+        if (optional.count(c.index) == 0) {
+          s = FetchOneVerified(blob, c, out, ctx, /*after_bad_bytes=*/true);
+        }
       }
-    } else if (s.code() == base::StatusCode::kDataLoss) {
+    } else if (s.code() == base::StatusCode::kDataLoss && optional.count(c.index) == 0) {
       // The answer for the whole range was wrong (a body longer than the
       // range, another Content-Range, a chunk past the blob's end): each
       // chunk alone, like a digest mismatch.
@@ -266,10 +272,53 @@ Status BlobDevice::FetchRun(Blob* blob, const std::vector<ChunkInfo>& run, const
     } else {
       m_.fetch_errors->Increment();
       blob->cache->Abort(c.index, s);
-      if (first_error.ok()) first_error = s;
+      if (first_error.ok() && optional.count(c.index) == 0) first_error = s;
     }
   }
   return first_error;
+}
+
+std::set<uint32_t> BlobDevice::Widen(Blob* blob, std::vector<ChunkInfo>* claimed,
+                                     std::map<uint32_t, bool>* seen) {
+  std::set<uint32_t> added;
+  if (options_.amplify_bytes == 0 || !options_.chunk_lookup) return added;
+  uint64_t total = 0;
+  for (const ChunkInfo& c : *claimed) total += c.compressed_size;
+  if (total >= options_.amplify_bytes) return added;
+  uint64_t budget = options_.amplify_bytes - total;
+  std::vector<ChunkInfo> extra;
+  // After the last chunk of each run of the plan (claimed is sorted by
+  // offset), take the chunks that follow it in the blob while they are
+  // adjacent, missing from the cache and within the budget.
+  for (size_t i = 0; i < claimed->size() && budget > 0; ++i) {
+    const ChunkInfo& c = (*claimed)[i];
+    if (i + 1 < claimed->size() &&
+        (*claimed)[i + 1].compressed_offset == c.compressed_offset + c.compressed_size) {
+      continue;
+    }
+    ChunkInfo last = c;
+    while (budget > 0 && last.index + 1 < blob->info->chunk_count) {
+      Result<ChunkInfo> next = options_.chunk_lookup(blob->info->blob_index, last.index + 1);
+      if (!next.ok() || next->compressed_offset != last.compressed_offset + last.compressed_size ||
+          next->compressed_size > budget || !Cacheable(*blob, *next) ||
+          seen->count(next->index) != 0) {
+        break;
+      }
+      if (blob->cache->Claim(next->index).result != BlobCache::ClaimResult::kClaimed) break;
+      seen->emplace(next->index, true);
+      added.insert(next->index);
+      budget -= next->compressed_size;
+      m_.amplified_bytes->Increment(next->compressed_size);
+      extra.push_back(*next);
+      last = *next;
+    }
+  }
+  if (extra.empty()) return added;
+  claimed->insert(claimed->end(), extra.begin(), extra.end());
+  std::sort(claimed->begin(), claimed->end(), [](const ChunkInfo& a, const ChunkInfo& b) {
+    return a.compressed_offset < b.compressed_offset;
+  });
+  return added;
 }
 
 Status BlobDevice::EnsureCached(Blob* blob, std::vector<ChunkInfo> chunks, const IoContext& ctx,
@@ -293,6 +342,10 @@ Status BlobDevice::EnsureCached(Blob* blob, std::vector<ChunkInfo> chunks, const
   }
   m_.cache_hits->Increment(ready.size());
   m_.cache_misses->Increment(claimed.size() + busy.size());
+  std::set<uint32_t> widened;
+  if (ctx.source == IoSource::kOnDemand && !claimed.empty()) {
+    widened = Widen(blob, &claimed, &seen);
+  }
 
   // Fetch what we claimed: adjacent chunks in one request each, up to
   // merge_max_bytes. A large plan is cut into up to fetch_parallelism
@@ -325,7 +378,7 @@ Status BlobDevice::EnsureCached(Blob* blob, std::vector<ChunkInfo> chunks, const
   std::atomic<size_t> next{0};
   auto work = [&] {
     for (size_t k = next.fetch_add(1); k < runs.size(); k = next.fetch_add(1)) {
-      results[k] = FetchRun(blob, runs[k], ctx);
+      results[k] = FetchRun(blob, runs[k], ctx, widened);
     }
   };
   std::vector<std::thread> helpers;

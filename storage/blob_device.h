@@ -25,9 +25,12 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <thread>
+#include <functional>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/metrics.h"
@@ -50,6 +53,16 @@ struct DeviceOptions {
   // this many range requests at once (pieces of at least parallel_min_bytes).
   int fetch_parallelism = 4;
   uint64_t parallel_min_bytes = 1u << 20;
+  // An on-demand fetch of less than this many bytes is widened with the
+  // chunks that follow it in the blob and are not cached yet, up to this
+  // size in all: files read together usually lie together in a blob (one
+  // directory's files, a program's libraries), so one request brings what
+  // the next reads want, at the price of fetching some bytes no one reads.
+  // Needs `chunk_lookup`; 0 = off. Prefetch is never widened.
+  uint64_t amplify_bytes = 256u << 10;
+  // Chunk `index` of blob `blob_index` from the image's chunk table, for
+  // widening; an error stops the widening there.
+  std::function<base::Result<ChunkInfo>(uint32_t blob_index, uint32_t index)> chunk_lookup;
   // Fetch attempts of a chunk whose bytes fail verification.
   int verify_attempts = 2;
   // How often ready marks are made durable in the background (they are
@@ -119,8 +132,16 @@ class BlobDevice {
   // Ensures every listed chunk (all of one blob) is in the cache.
   base::Status EnsureCached(Blob* blob, std::vector<ChunkInfo> chunks, const IoContext& ctx,
                             int depth = 0);
-  // Fetches a run of chunks adjacent in the blob with one request.
-  base::Status FetchRun(Blob* blob, const std::vector<ChunkInfo>& run, const IoContext& ctx);
+  // Adds to `claimed` (sorted by offset) the chunks that follow its runs in
+  // the blob, claimed for fetching, up to amplify_bytes in all.
+  // Returns the indexes it added.
+  std::set<uint32_t> Widen(Blob* blob, std::vector<ChunkInfo>* claimed,
+                           std::map<uint32_t, bool>* seen);
+  // Fetches a run of chunks adjacent in the blob with one request. Failures
+  // of the chunks in `optional` (widening) are not reported: they are just
+  // not cached.
+  base::Status FetchRun(Blob* blob, const std::vector<ChunkInfo>& run, const IoContext& ctx,
+                        const std::set<uint32_t>& optional = {});
   // One chunk alone, verified, up to verify_attempts times; every attempt
   // after bad bytes (and the first when `after_bad_bytes`) asks the backend
   // for its authoritative source (IoContext::after_bad_bytes).
@@ -154,6 +175,7 @@ class BlobDevice {
     base::Counter* cache_misses;
     base::Counter* verify_failures;
     base::Counter* fetch_errors;
+    base::Counter* amplified_bytes;
     base::Histogram* request_seconds;
   } m_;
 };

@@ -81,6 +81,10 @@ rafs:
   fuse_threads: 8
   # A read waiting longer than this for its chunks fails with EIO.
   read_timeout_seconds: 60
+  # A fetch for a read smaller than this also brings the chunks that follow
+  # in the blob (files read together usually lie together), in the same
+  # request: fewer round trips for some bytes no one may read. 0: off.
+  read_amplify_size: "256K"
   # Background prefetch after an image is mounted: none, table (the image's
   # prefetch list) or all (the list, then every file).
   prefetch: table
@@ -303,7 +307,8 @@ Status Apply(const YAML::Node& root, const Reader& r, Config* c) {
     if (!f.IsMap()) return r.Error("rafs", "expected a map, got " + NodeText(f));
     RETURN_IF_ERROR(r.CheckKeys(f, "rafs.",
                                 {"enable", "cache_dir", "cache_max_size", "fuse_threads",
-                                 "read_timeout_seconds", "prefetch", "prefetch_threads",
+                                 "read_timeout_seconds", "read_amplify_size", "prefetch",
+                                 "prefetch_threads",
                                  "prefetch_bandwidth", "keep_mounts"}));
     RafsConfig& rc = c->rafs;
     RETURN_IF_ERROR(r.Bool(f["enable"], "rafs.enable", &rc.enable));
@@ -313,6 +318,11 @@ Status Apply(const YAML::Node& root, const Reader& r, Config* c) {
       return r.Error("rafs.cache_dir", "\"" + rc.cache_dir + "\" is not an absolute path");
     }
     RETURN_IF_ERROR(r.ByteSize(f["cache_max_size"], "rafs.cache_max_size", &rc.cache_max_bytes));
+    RETURN_IF_ERROR(
+        r.ByteSize(f["read_amplify_size"], "rafs.read_amplify_size", &rc.read_amplify_bytes));
+    if (rc.read_amplify_bytes > (64u << 20)) {
+      return r.Error("rafs.read_amplify_size", "more than 64M");
+    }
     long long v = rc.fuse_threads;
     RETURN_IF_ERROR(r.Int(f["fuse_threads"], "rafs.fuse_threads", 1, 256, &v));
     rc.fuse_threads = static_cast<int>(v);
@@ -449,6 +459,7 @@ snapshotter::RafsManagerOptions RafsManagerOptionsFrom(const Config& config,
   o.snapshots_dir = config.snapshotter.root + "/snapshots";
   o.cache_dir = rc.cache_dir.empty() ? config.snapshotter.root + "/cache" : rc.cache_dir;
   o.cache_max_bytes = rc.cache_max_bytes;
+  o.read_amplify_bytes = rc.read_amplify_bytes;
   o.mount.threads = rc.fuse_threads;
   o.mount.read_timeout = std::chrono::seconds(rc.read_timeout_seconds);
   Result<rafs::fs::PrefetchPolicy> p = rafs::fs::ParsePrefetchPolicy(rc.prefetch);

@@ -46,6 +46,7 @@ struct BlobArgs {
   RegistryAccess access;
   std::string cache_dir;
   std::string cache_max_size;
+  std::string read_amplify = "256K";
 };
 
 void AddBlobOptions(CLI::App* app, BlobArgs* args) {
@@ -61,6 +62,10 @@ void AddBlobOptions(CLI::App* app, BlobArgs* args) {
                   "keep verified chunks in this directory (reused by later runs)");
   app->add_option("--cache-max-size", args->cache_max_size,
                   "cap the cache directory (10G, 512M): least recently used blobs are evicted");
+  app->add_option("--read-amplify", args->read_amplify,
+                  "with --cache-dir: a fetch for a smaller read also brings the chunks that "
+                  "follow in the blob, up to this size (0: off)")
+      ->capture_default_str();
 }
 
 std::string DirName(const std::string& path) {
@@ -125,6 +130,9 @@ base::Result<std::unique_ptr<rafs::fs::Image>> OpenImage(const std::string& imag
     if (!max.ok()) return max.status().WithContext("--cache-max-size");
     device.cache_max_bytes = *max;
   }
+  auto amplify = ParseByteSize(args.read_amplify);
+  if (!amplify.ok()) return amplify.status().WithContext("--read-amplify");
+  device.amplify_bytes = *amplify;
   return rafs::fs::Image::Open(meta, backend, fs_options, std::move(device));
 }
 

@@ -20,6 +20,13 @@ Result<std::unique_ptr<Image>> Image::Open(std::shared_ptr<meta::Metadata> meta,
       RETURN_IF_ERROR(meta->AttachBlobMeta(b.info.blob_index, std::move(bm)));
     }
   }
+  if (!device.chunk_lookup) {
+    // Reads are widened to the chunks that follow in the blob, as the
+    // image's chunk table describes them.
+    device.chunk_lookup = [meta](uint32_t blob_index, uint32_t index) {
+      return meta->BlobChunk(blob_index, index);
+    };
+  }
   std::unique_ptr<Image> img(new Image(meta, backend, options));
   // Without a backend the device serves plans that need no blob (inline
   // bytes and holes) and reports any chunk read as a missing blob.

@@ -132,6 +132,14 @@ class Metadata {
     return base::Status::Ok();
   }
 
+  // Chunk `index` of blob `blob_index` as the image describes it (chunk
+  // table record, else the blob's ci array), whichever file uses it; for
+  // widening reads to the chunks that follow in the blob. kUnimplemented
+  // where the format has no such table (v5, plain EROFS).
+  virtual base::Result<storage::ChunkInfo> BlobChunk(uint32_t blob_index, uint32_t index) const {
+    return base::UnimplementedError("no chunk table");
+  }
+
   // The blob infos, indexed by blob_index (for storage).
   std::vector<storage::BlobInfo> BlobInfos() const;
 

@@ -600,6 +600,49 @@ Result<Xattrs> V6Metadata::GetXattrs(uint64_t ino) const {
   return out;
 }
 
+Result<ChunkInfo> V6Metadata::BlobChunk(uint32_t blob_index, uint32_t index) const {
+  if (blob_index >= blobs_.size() || !unsupported_[blob_index].empty() ||
+      index >= blobs_[blob_index].info.chunk_count) {
+    return base::NotFoundError("blob ", blob_index, " has no usable chunk ", index);
+  }
+  const BlobEntry& blob = blobs_[blob_index];
+  ChunkInfo c;
+  auto it = std::lower_bound(chunk_keys_.begin(), chunk_keys_.end(),
+                             std::make_pair(blob_index, index),
+                             [](const ChunkKey& k, const std::pair<uint32_t, uint32_t>& v) {
+                               return k.blob_index != v.first ? k.blob_index < v.first
+                                                              : k.ci_index < v.second;
+                             });
+  if (it != chunk_keys_.end() && it->blob_index == blob_index && it->ci_index == index) {
+    const uint64_t off = ext_.s_chunk_table_offset + uint64_t{it->record} * format::kChunkRecordSize;
+    format::ChunkRecord r = format::DecodeChunkRecord(bytes_.data() + off);
+    if (r.flags & (format::kChunkEncrypted | format::kChunkBatch)) {
+      return base::UnimplementedError("encrypted or batch chunk");
+    }
+    c = ChunkInfoFromRecord(r);
+  } else if (const auto& meta = blob_metas_[blob_index];
+             meta != nullptr && index < meta->entries.size()) {
+    const format::CiEntry& e = meta->entries[index];
+    c.compressed_offset = e.compressed_offset;
+    c.compressed_size = e.compressed_size;
+    c.uncompressed_offset = e.uncompressed_offset;
+    c.uncompressed_size = e.uncompressed_size;
+    c.compressed = e.compressed;
+    if (!meta->digests.empty()) {
+      c.has_digest = true;
+      c.digest = meta->digests[index];
+    }
+  } else {
+    return base::NotFoundError("blob ", blob.info.blob_id, " chunk ", index, " is not described");
+  }
+  c.blob_index = blob_index;
+  c.index = index;
+  if (c.compressed_size == 0 || c.uncompressed_size == 0) {
+    return DataLossError("blob ", blob.info.blob_id, " chunk ", index, ": empty chunk");
+  }
+  return c;
+}
+
 Result<ChunkInfo> V6Metadata::ResolveChunk(const format::ChunkIndexV6& idx, uint64_t chunk_len,
                                            uint64_t ino, uint64_t chunk_no) const {
   auto where = [&] { return base::StrCat("inode ", ino, " chunk ", chunk_no); };

@@ -26,6 +26,7 @@ class V6Metadata final : public Metadata {
     return !super_.plain_erofs && !blobs_.empty() && chunk_keys_.empty();
   }
   base::Status AttachBlobMeta(uint32_t blob_index, std::shared_ptr<const BlobMeta> meta) override;
+  base::Result<storage::ChunkInfo> BlobChunk(uint32_t blob_index, uint32_t index) const override;
 
   uint64_t root_nid() const { return root_nid_; }
   uint64_t NidToIno(uint64_t nid) const;

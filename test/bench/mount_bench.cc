@@ -24,10 +24,12 @@
 //
 //   mount_bench [--rafs PATH] [--data-mib N] [--file-mib N] [--entries N]
 //               [--reps N] [--threads N] [--parts 1234] [--fuse-read-ahead-kb N]
+//               [--read-amplify SIZE]
 //
 // --rafs defaults to cmd/rafs of the build tree this program is in; --reps
 // (default 3) repeats every measured pass, sides interleaved; the median
-// and the best are reported. --threads is passed to `rafs mount`.
+// and the best are reported. --threads and --read-amplify are passed to
+// `rafs mount`.
 // --fuse-read-ahead-kb sets the readahead window of part 1's FUSE mount
 // (its bdi read_ahead_kb; the kernel starts a FUSE mount at 128 KiB
 // whatever max_readahead the server asks for) to measure what a larger one
@@ -582,6 +584,7 @@ struct Machine {
   std::string no_registry;  // why a loopback docker-registry cannot
   bool have_curl = false;
   int threads = 0;
+  std::string read_amplify;  // "" : rafs mount's default
   long fuse_read_ahead_kb = 0;  // 0: leave the kernel's default
 };
 
@@ -626,9 +629,14 @@ std::string BothReasons(const Machine& m) {
   return m.no_fuse == m.no_erofs ? m.no_fuse : m.no_fuse + "; " + m.no_erofs;
 }
 
-std::vector<std::string> ThreadArgs(const Machine& m) {
-  if (m.threads <= 0) return {};
-  return {"--threads", std::to_string(m.threads)};
+std::vector<std::string> MountArgs(const Machine& m) {
+  std::vector<std::string> args;
+  if (m.threads > 0) args = {"--threads", std::to_string(m.threads)};
+  if (!m.read_amplify.empty()) {
+    args.push_back("--read-amplify");
+    args.push_back(m.read_amplify);
+  }
+  return args;
 }
 
 bool BuildImage(const std::string& src, const std::string& boot, const std::string& blobs,
@@ -783,7 +791,7 @@ bool PartSequentialRead(const Machine& m, uint64_t data_mib, uint64_t file_mib, 
   if (ours.skipped.empty()) {
     std::string why;
     std::vector<std::string> args = {boot, mnt_rafs, "--blob-dir", blobs, "--cache-dir", cache};
-    for (const auto& a : ThreadArgs(m)) args.push_back(a);
+    for (const auto& a : MountArgs(m)) args.push_back(a);
     served = ServedMount::Start(m.rafs, args, mnt_rafs, dir.Sub("rafs-mount.log"),
                                 m.have_curl ? rfs::testing::FreeLoopbackPort() : 0, &why);
     if (served == nullptr) {
@@ -938,7 +946,7 @@ bool ColdMountAndWalk(const Machine& m, const std::string& boot, const std::stri
       const double t0 = Now();
       std::string why;
       std::vector<std::string> args = {boot, mnt_rafs, "--blob-dir", blobs};
-      for (const auto& a : ThreadArgs(m)) args.push_back(a);
+      for (const auto& a : MountArgs(m)) args.push_back(a);
       auto served = ServedMount::Start(m.rafs, args, mnt_rafs, dir.Sub("rafs-mount-cold.log"), 0,
                                        &why);
       if (served == nullptr) {
@@ -1030,7 +1038,7 @@ bool PartMetadataWalk(const Machine& m, int entries, int reps) {
   if (ours.skipped.empty()) {
     std::string why;
     std::vector<std::string> args = {boot, mnt_rafs, "--blob-dir", blobs};
-    for (const auto& a : ThreadArgs(m)) args.push_back(a);
+    for (const auto& a : MountArgs(m)) args.push_back(a);
     served = ServedMount::Start(m.rafs, args, mnt_rafs, dir.Sub("rafs-mount.log"), 0, &why);
     if (served == nullptr) {
       ours.skipped = why;
@@ -1323,7 +1331,7 @@ bool PartColdStart(const Machine& m, int reps) {
       std::vector<std::string> args = {
           boot, mnt, "--registry", (*reg)->host() + "/" + repo, "--plain-http", "--cache-dir",
           cache};
-      for (const auto& a : ThreadArgs(m)) args.push_back(a);
+      for (const auto& a : MountArgs(m)) args.push_back(a);
       if (!DropCaches()) return false;
       auto served = ServedMount::Start(m.rafs, args, mnt, dir.Sub("rafs-mount.log"),
                                        rfs::testing::FreeLoopbackPort(), &why);
@@ -1425,7 +1433,7 @@ std::string DefaultRafs() {
 int Usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s [--rafs PATH] [--data-mib N] [--file-mib N] [--entries N] [--reps N] "
-               "[--threads N] [--parts 1234] [--fuse-read-ahead-kb N]\n",
+               "[--threads N] [--parts 1234] [--fuse-read-ahead-kb N] [--read-amplify SIZE]\n",
                argv0);
   return 2;
 }
@@ -1437,6 +1445,7 @@ int main(int argc, char** argv) {
   uint64_t data_mib = 1024, file_mib = 4;
   int entries = 100000, reps = 3, threads = 0;
   long fuse_read_ahead_kb = 0;
+  std::string read_amplify;
   for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
     if (i + 1 >= argc) return Usage(argv[0]);
@@ -1455,6 +1464,8 @@ int main(int argc, char** argv) {
       threads = std::atoi(v);
     } else if (k == "--fuse-read-ahead-kb") {
       fuse_read_ahead_kb = std::atol(v);
+    } else if (k == "--read-amplify") {
+      read_amplify = v;
     } else if (k == "--parts") {
       parts = v;
     } else {
@@ -1473,7 +1484,8 @@ int main(int argc, char** argv) {
               "the 3 s before the run\nrafs: %s\n",
               command.c_str(), std::thread::hardware_concurrency(), u.release,
               LoadAverage().c_str(), 100 * IdleShare(3), rafs.c_str());
-  const Machine m = Probe(rafs, threads, fuse_read_ahead_kb);
+  Machine m = Probe(rafs, threads, fuse_read_ahead_kb);
+  m.read_amplify = read_amplify;
   if (!m.no_fuse.empty()) std::printf("our FUSE mount cannot run: %s\n", m.no_fuse.c_str());
   if (!m.no_erofs.empty()) std::printf("kernel EROFS cannot run: %s\n", m.no_erofs.c_str());
   if (!m.no_registry.empty()) std::printf("registry cannot run: %s\n", m.no_registry.c_str());

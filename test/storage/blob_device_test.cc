@@ -109,6 +109,76 @@ TEST(BlobDeviceTest, AdjacentMissingChunksAreOneRequest) {
   EXPECT_EQ(f.backend->requests, 1);
 }
 
+// Options whose chunk_lookup serves `ref`'s chunks (one of them with a
+// wrong digest when `bad` >= 0) and widen on-demand fetches to `amplify`.
+DeviceOptions Widening(const TestBlob& ref, uint64_t amplify, int bad = -1) {
+  DeviceOptions o;
+  o.amplify_bytes = amplify;
+  o.chunk_lookup = [chunks = ref.chunks, bad](uint32_t, uint32_t i) -> base::Result<ChunkInfo> {
+    if (i >= chunks.size()) return base::NotFoundError("no chunk ", i);
+    ChunkInfo c = chunks[i];
+    if (static_cast<int>(i) == bad) c.digest[0] ^= 1;
+    return c;
+  };
+  return o;
+}
+
+TEST(BlobDeviceTest, SmallOnDemandReadsAreWidenedToTheChunksThatFollow) {
+  const TestBlob ref = MakeBlob(8, 64 << 10, 1);
+  const auto& c = ref.chunks;
+  // Room for chunks 2, 3 and 4 in one request, not for 5.
+  const uint64_t amplify = c[2].compressed_size + c[3].compressed_size + c[4].compressed_size;
+  Fixture f(8, 64 << 10, Widening(ref, amplify));
+  std::vector<uint8_t> out(f.blob.plain[2].size());
+  ASSERT_TRUE(f.device->Read(PlanFor(f.blob, {2}), out, {}).ok());
+  EXPECT_EQ(out, f.blob.plain[2]);
+  EXPECT_EQ(f.backend->requests, 1);
+  std::vector<uint8_t> two(PlanFor(f.blob, {3, 4}).total);
+  ASSERT_TRUE(f.device->Read(PlanFor(f.blob, {3, 4}), two, {}).ok());
+  EXPECT_EQ(two, Concat(f.blob, {3, 4}));
+  EXPECT_EQ(f.backend->requests, 1) << "chunks 3 and 4 came with chunk 2";
+  EXPECT_NE(f.metrics.RenderPrometheus().find("rfs_storage_amplified_bytes_total " +
+                                              std::to_string(c[3].compressed_size +
+                                                             c[4].compressed_size)),
+            std::string::npos)
+      << f.metrics.RenderPrometheus();
+  // Chunk 5 was past the budget; widening from 1 stops at the cached 2.
+  ASSERT_TRUE(f.device->Read(PlanFor(f.blob, {1}), out, {}).ok());
+  EXPECT_EQ(f.backend->requests, 2);
+  std::vector<uint8_t> five(f.blob.plain[5].size());
+  ASSERT_TRUE(f.device->Read(PlanFor(f.blob, {5}), five, {}).ok());
+  EXPECT_EQ(five, f.blob.plain[5]);
+  EXPECT_EQ(f.backend->requests, 3);
+  {
+    base::MutexLock l(&f.backend->mu);
+    EXPECT_EQ(f.backend->per_offset[c[1].compressed_offset], 1);
+    EXPECT_EQ(f.backend->per_offset.count(c[2].compressed_offset), 1u);
+  }
+
+  // Prefetch is never widened.
+  Fixture p(8, 64 << 10, Widening(ref, amplify));
+  IoContext prefetch;
+  prefetch.source = IoSource::kPrefetch;
+  ASSERT_TRUE(p.device->Fetch({p.blob.chunks[2]}, prefetch).ok());
+  ASSERT_TRUE(p.device->Read(PlanFor(p.blob, {3}), out, {}).ok());
+  EXPECT_EQ(p.backend->requests, 2);
+}
+
+TEST(BlobDeviceTest, AWidenedChunkThatFailsDoesNotFailTheRead) {
+  const TestBlob ref = MakeBlob(8, 64 << 10, 1);
+  // The chunk table claims another digest for chunk 3 than the plans do.
+  Fixture f(8, 64 << 10, Widening(ref, 4u << 20, /*bad=*/3));
+  std::vector<uint8_t> out(f.blob.plain[2].size());
+  ASSERT_TRUE(f.device->Read(PlanFor(f.blob, {2}), out, {}).ok());
+  EXPECT_EQ(out, f.blob.plain[2]);
+  EXPECT_EQ(f.backend->requests, 1) << "no second request for a widened chunk that failed";
+  // Chunk 3 was not cached under the wrong digest: the real plan fetches it.
+  std::vector<uint8_t> three(f.blob.plain[3].size());
+  ASSERT_TRUE(f.device->Read(PlanFor(f.blob, {3}), three, {}).ok());
+  EXPECT_EQ(three, f.blob.plain[3]);
+  EXPECT_EQ(f.backend->requests, 2);
+}
+
 TEST(BlobDeviceTest, MergeLimitSplitsRequests) {
   DeviceOptions o;
   o.merge_max_bytes = 1;  // no merging at all
