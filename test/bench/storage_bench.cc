@@ -8,7 +8,9 @@
 //      directly: throughput ratio
 //   4. peak RSS of the process
 //
-//   storage_bench [BLOB_MIB]   (default 1024; 1 MiB chunks, incompressible)
+//   storage_bench [BLOB_MIB] [PARALLELISM] [MIN_PIECE_MIB]
+//     BLOB_MIB default 1024 (1 MiB chunks, incompressible); the device's
+//     fetch_parallelism and parallel_min_bytes default to DeviceOptions'.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -54,6 +56,10 @@ void ResetPeakRss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
 int main(int argc, char** argv) {
   const uint64_t mib = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 1024;
+  rfs::storage::DeviceOptions defaults;
+  const int parallelism = argc > 2 ? std::atoi(argv[2]) : defaults.fetch_parallelism;
+  const uint64_t min_piece =
+      argc > 3 ? std::strtoull(argv[3], nullptr, 10) << 20 : defaults.parallel_min_bytes;
   constexpr uint32_t kChunk = 1 << 20;
   rfs::testing::TempDir dir;
   auto reg = rfs::testing::LocalRegistry::Start(dir.Sub(""));
@@ -102,15 +108,18 @@ int main(int argc, char** argv) {
     rfs::storage::DeviceOptions o;
     o.cache_dir = cache;
     o.merge_max_bytes = merge;
+    o.fetch_parallelism = parallelism;
+    o.parallel_min_bytes = min_piece;
     o.metrics = m;
     return std::make_pair(*rfs::storage::BlobDevice::Create(backend, {info}, o), m);
   };
   auto counter = [](rfs::base::MetricsRegistry* m, const char* name) {
     return m->GetCounter(name, "", {{"source", "on_demand"}})->value();
   };
-  std::printf("blob: %llu MiB in %llu chunks of 1 MiB, registry %s\n",
+  std::printf("blob: %llu MiB in %llu chunks of 1 MiB, registry %s; fetch_parallelism %d, "
+              "parallel_min_bytes %llu MiB\n",
               static_cast<unsigned long long>(mib), static_cast<unsigned long long>(mib),
-              ro.host.c_str());
+              ro.host.c_str(), parallelism, static_cast<unsigned long long>(min_piece >> 20));
 
   // 1. Cold sequential read vs curl.
   const std::string url = "http://" + ro.host + "/v2/bench/blob/blobs/sha256:" + *id;
