@@ -6,6 +6,13 @@
 #   stargz   the stargz snapshotter on the eStargz image (ctr-remote rpull)
 #   rafs     rafs-snapshotter (proxy plugin "nydus") on the image converted
 #            with `rafs convert` (ctr-remote rpull, lazy)
+#   rafs-ampSIZE (rafs-amp1M, rafs-amp0)
+#            the same image with the daemon's rafs.read_amplify_size (how far
+#            an on-demand fetch is widened with the chunks that follow it)
+#            set to SIZE instead of its default, to show the trade-off between
+#            bytes fetched and round trips (only when the daemon has that
+#            key; the ratios against the targets use "rafs", the defaults).
+#            MODES="overlay stargz rafs" leaves them out.
 #
 # each directly from the loopback registry (127.0.0.1:5000) and through the
 # throttling proxy (127.0.0.1:5100: 20 ms each way, 200 Mbit/s each way),
@@ -40,6 +47,13 @@
 #   once and are shared, as on a real node); a container of each is started
 #   and left running, then VmRSS/VmHWM of rafs-snapshotter is read.
 #
+# Also per lazy run: registry bytes and requests (the registry's access log),
+# TCP connections through the proxy, what our daemon fetched (compressed) and
+# the uncompressed chunk data that became (its fresh chunk cache), bytes read
+# through FUSE, FUSE requests by operation. The binaries are copied first, so
+# a rebuild in BUILD during the run does not mix versions; converted layers
+# are cached for the run only.
+#
 # Everything listens on 127.0.0.1 or unix sockets under $PEER_DIR; every
 # process started here is stopped at the end (by pid) and every mount below
 # $PEER_DIR/rfs-bench is removed. Results: $PEER_DIR/rfs-bench/results/.
@@ -67,6 +81,10 @@ RAFS_SOCK=$B/rafs.sock
 METRICS=127.0.0.1:${METRICS_PORT:-9119}
 NS=bench
 WORKLOAD=(/usr/bin/python3 -c 'print(1)')
+MODES=${MODES:-overlay stargz rafs rafs-amp1M rafs-amp0}
+if ! "$DAEMON" --print-default-config 2>/dev/null | grep -q read_amplify_size; then
+  MODES=$(tr ' ' '\n' <<<"$MODES" | grep -v '^rafs-amp' | tr '\n' ' ')
+fi
 declare -A PIDS=()
 
 log() { printf '[peer-bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -77,6 +95,12 @@ for c in containerd ctr ctr-remote runc docker-registry skopeo umoci curl jq; do
   command -v "$c" >/dev/null || die "missing $c: run 'bash $PEER_ENV setup'"
 done
 [ -x "$RAFS" ] && [ -x "$DAEMON" ] || die "build rafs and rafs-snapshotter first (ninja -C $BUILD rafs rafs-snapshotter)"
+# The binaries are copied first: a rebuild in $BUILD during the run does not
+# mix versions.
+mkdir -p "$B/bin"
+cp "$RAFS" "$B/bin/rafs"; cp "$DAEMON" "$B/bin/rafs-snapshotter"
+RAFS=$B/bin/rafs
+DAEMON=$B/bin/rafs-snapshotter
 "$RAFS" convert --help >/dev/null 2>&1 || die "$RAFS has no 'convert' command"
 
 # ------------------------------------------------------------ processes ----
@@ -162,13 +186,16 @@ EOF
   cat >"$B/stargz.toml" <<EOF
 # the stargz snapshotter's defaults (background fetch and verification on)
 EOF
+  write_rafs_config ""
+}
+write_rafs_config() {  # extra keys under rafs: ("" = the defaults)
   cat >"$B/rafs-snapshotter.yaml" <<EOF
 root: $VOL/rafs-root
 address: $RAFS_SOCK
 containerd_address: $CTRD_SOCK
 log: {level: info}
 metrics: {address: "$METRICS"}
-rafs: {keep_mounts: false}
+rafs: {keep_mounts: false${1:+, $1}}
 registry: {plain_http: ["$REG", "$PROXY"], docker_config: "$B/no-docker-config.json"}
 EOF
 }
@@ -219,6 +246,7 @@ prepare_images() {
     bash "$PEER_ENV" stop >/dev/null 2>&1 || true
     start_registry_and_proxy
   fi
+  rm -rf "$B/convert-cache"  # layers converted by an older rafs are not reused
   log "rafs convert $REG/peer/debian:plain -> :rafs"
   "$RAFS" convert "registry://$REG/peer/debian:plain" "registry://$REG/peer/debian:rafs" --plain-http \
     --cache-dir "$B/convert-cache" --quiet
@@ -242,6 +270,11 @@ prepare_images() {
 
 # ----------------------------------------------------------------- runs ----
 reg_mark() { stat -c %s "$B/logs/registry.log"; }
+proxy_conns() {  # TCP connections the delay proxy has accepted so far
+  kill -USR1 "${PIDS[proxy]}"
+  sleep 0.2
+  awk '/^stats / {c = $4} END {sub("conns=", "", c); print c + 0}' "$B/logs/proxy.log"
+}
 reg_bytes() {  # bytes and requests the registry answered after offset $1 (GET/HEAD /v2/)
   tail -c +"$(($1 + 1))" "$B/logs/registry.log" | awk '
     / "(GET|HEAD) \/v2\/[^ ]* HTTP\/1\.[01]" / {
@@ -253,15 +286,21 @@ metric_sum() {  # regex of metric lines in $1 (a metrics text file)
 }
 
 one_run() {  # run net mode
-  local run=$1 net=$2 mode=$3 host=$REG sn ref t0 t1 first t3 mark bytes reqs line
+  local run=$1 net=$2 mode=$3 host=$REG sn ref t0 t1 first t3 mark bytes reqs line c0 c1
   [ "$net" = shaped ] && host=$PROXY
   case $mode in
     overlay) sn=overlayfs; ref=$host/peer/debian:plain ;;
     stargz)  sn=stargz;    ref=$host/peer/debian:esgz ;;
     rafs)    sn=nydus;     ref=$host/peer/debian:rafs ;;
+    rafs-amp*) sn=nydus;   ref=$host/peer/debian:rafs ;;
+  esac
+  case $mode in
+    rafs-amp*) write_rafs_config "read_amplify_size: \"${mode#rafs-amp}\"" ;;
+    *)         write_rafs_config "" ;;
   esac
   reset_runtime
   mark=$(reg_mark)
+  c0=$(proxy_conns)
   t0=$(now_ns)
   case $mode in
     overlay) ctr_ images pull --plain-http --snapshotter overlayfs "$ref" >"$B/logs/pull.out" 2>&1 ;;
@@ -276,21 +315,25 @@ one_run() {  # run net mode
   line=$(cat "$B/results/first-line")
   [ "$line" = 1 ] || die "$mode/$net: the container printed '$line', not 1"
   read -r bytes reqs < <(reg_bytes "$mark")
-  local fetched=0 read_b=0 fuse=0 lookups=0 reads=0 backend=0
-  if [ "$mode" = rafs ]; then
-    curl -fsS "http://$METRICS/v1/metrics" >"$B/results/metrics-$run-$net.txt"
-    curl -fsS "http://$METRICS/v1/status" >"$B/results/status-$run-$net.json"
-    read -r fetched read_b < <(jq -r '[.images[0].fetched_bytes, .images[0].read_bytes] | @tsv' \
-                                 "$B/results/status-$run-$net.json")
-    fuse=$(metric_sum "$B/results/metrics-$run-$net.txt" '^rafs_fuse_requests_total[{]')
-    lookups=$(metric_sum "$B/results/metrics-$run-$net.txt" '^rafs_fuse_requests_total[{]op="lookup"')
-    reads=$(metric_sum "$B/results/metrics-$run-$net.txt" '^rafs_fuse_requests_total[{]op="read"')
-    backend=$(metric_sum "$B/results/metrics-$run-$net.txt" '^rfs_storage_backend_requests_total[{]')
-    cp "$B/logs/rafs-snapshotter.log" "$B/results/rafs-snapshotter-$run-$net.log"
+  c1=$(proxy_conns)
+  local fetched=0 read_b=0 fuse=0 lookups=0 reads=0 backend=0 cached=0
+  if [[ $mode == rafs* ]]; then
+    local m=$B/results/metrics-$run-$net-$mode.txt st=$B/results/status-$run-$net-$mode.json
+    curl -fsS "http://$METRICS/v1/metrics" >"$m"
+    curl -fsS "http://$METRICS/v1/status" >"$st"
+    # fetched: compressed bytes from the registry; cached: the uncompressed
+    # chunk data they became (allocated bytes of the fresh chunk cache)
+    read -r fetched read_b cached < <(jq -r '[.images[0].fetched_bytes, .images[0].read_bytes, .cache_bytes] | @tsv' "$st")
+    fuse=$(metric_sum "$m" '^rafs_fuse_requests_total[{]')
+    lookups=$(metric_sum "$m" '^rafs_fuse_requests_total[{]op="lookup"')
+    reads=$(metric_sum "$m" '^rafs_fuse_requests_total[{]op="read"')
+    backend=$(metric_sum "$m" '^rfs_storage_backend_requests_total[{]')
+    cp "$B/logs/rafs-snapshotter.log" "$B/results/rafs-snapshotter-$run-$net-$mode.log"
   fi
-  printf '%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n' "$run" "$net" "$mode" \
+  printf '%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n' "$run" "$net" "$mode" \
     $(((t1 - t0) / 1000000)) $(((first - t0) / 1000000)) $(((t3 - t0) / 1000000)) \
-    "$bytes" "$reqs" "$fetched" "$read_b" "$fuse" "$lookups" "$reads" "$backend" | tee -a "$B/results/runs.tsv"
+    "$bytes" "$reqs" "$fetched" "$read_b" "$fuse" "$lookups" "$reads" "$backend" $((c1 - c0)) "$cached" |
+    tee -a "$B/results/runs.tsv"
 }
 
 memory_figure() {
@@ -333,43 +376,53 @@ rows = list(csv.DictReader(open(runs_f), delimiter="\t"))
 g = {}
 for r in rows:
     g.setdefault((r["net"], r["mode"]), []).append(r)
+amp_modes = sorted({m for _, m in g if m.startswith("rafs-amp")})
 med = lambda rs, c: st.median(float(r[c]) for r in rs)
 print("medians of %s runs each; times in ms from pull start" % runs)
-print("%-7s %-8s %2s %8s %10s %10s %10s %6s" % ("net", "mode", "n", "pull", "1st out", "min..max", "reg MB", "reqs"))
+print("%-7s %-13s %2s %8s %10s %12s %8s %5s %6s" % ("net", "mode", "n", "pull", "1st out", "min..max", "reg MB", "reqs", "conns"))
 for net in ("direct", "shaped"):
-    for mode in ("overlay", "stargz", "rafs"):
+    for mode in ["overlay", "stargz", "rafs"] + amp_modes:
         rs = g.get((net, mode), [])
         if not rs:
             continue
         fo = [float(r["first_out_ms"]) for r in rs]
-        print("%-7s %-8s %2d %8.0f %10.0f %10s %10.1f %6.0f" % (net, mode, len(rs), med(rs, "pull_ms"),
-              st.median(fo), "%.0f..%.0f" % (min(fo), max(fo)), med(rs, "reg_bytes") / 1e6, med(rs, "reg_reqs")))
+        print("%-7s %-13s %2d %8.0f %10.0f %12s %8.1f %5.0f %6s" % (net, mode, len(rs), med(rs, "pull_ms"),
+              st.median(fo), "%.0f..%.0f" % (min(fo), max(fo)), med(rs, "reg_bytes") / 1e6, med(rs, "reg_reqs"),
+              "%.0f" % med(rs, "proxy_conns") if net == "shaped" else "-"))
 print("image sizes (compressed layers): plain %.1f MB, eStargz %.1f MB, RAFS %.1f MB" %
       (int(plain_b) / 1e6, int(esgz_b) / 1e6, int(rafs_b) / 1e6))
 t = lambda net, mode: st.median(float(r["first_out_ms"]) for r in g[(net, mode)])
-rafs = [r for k, rs in g.items() if k[1] == "rafs" for r in rs]
-fetched = st.median(float(r["fetched"]) for r in rafs)
-read = st.median(float(r["read"]) for r in rafs)
 print()
-print("%-52s %10s %10s" % ("", "result", "target"))
+print("%-62s %12s %8s" % ("", "result", "target"))
 def line(name, v, target):
-    print("%-52s %10s %10s" % (name, v, target))
-line("ours vs overlayfs, throttled (overlay / ours)", "%.2fx" % (t("shaped", "overlay") / t("shaped", "rafs")), ">= 5x")
-line("ours vs overlayfs, direct (overlay / ours)", "%.2fx" % (t("direct", "overlay") / t("direct", "rafs")), "")
-line("ours vs stargz, throttled (stargz / ours)", "%.2fx" % (t("shaped", "stargz") / t("shaped", "rafs")), ">= 1.5x")
-line("ours vs stargz, direct (stargz / ours)", "%.2fx" % (t("direct", "stargz") / t("direct", "rafs")), ">= 1.5x")
-line("fetched / read by the workload (daemon, median)", "%.2fx" % (fetched / read), "<= 1.2x")
-line("  (fetched %.2f MB, read %.2f MB through FUSE)" % (fetched / 1e6, read / 1e6), "", "")
-regs = [float(r["reg_bytes"]) for r in rafs]
-line("registry bytes of a lazy pull+run / read", "%.2fx" % (st.median(regs) / read), "")
+    print("%-62s %12s %8s" % (name, v, target))
+def ratio(name, a, b, target=""):
+    if a in g and b in g:
+        line(name, "%.2fx" % (t(*a) / t(*b)), target)
+for mode, what in [("rafs", "ours")] + [(m, "read_amplify_size=" + m[len("rafs-amp"):]) for m in amp_modes]:
+    ratio("%s vs overlayfs, throttled (overlay / ours)" % what, ("shaped", "overlay"), ("shaped", mode), ">= 5x")
+    ratio("%s vs overlayfs, direct (overlay / ours)" % what, ("direct", "overlay"), ("direct", mode))
+    ratio("%s vs stargz, throttled (stargz / ours)" % what, ("shaped", "stargz"), ("shaped", mode), ">= 1.5x")
+    ratio("%s vs stargz, direct (stargz / ours)" % what, ("direct", "stargz"), ("direct", mode), ">= 1.5x")
+    rs = [r for k, v in g.items() if k[1] == mode for r in v]
+    if rs:
+        f, rd = st.median(float(r["fetched"]) for r in rs), st.median(float(r["read"]) for r in rs)
+        line("%s: fetched / read by the workload" % what, "%.2fx" % (f / rd), "<= 1.2x")
+        line("  (fetched %.2f MB compressed, read %.2f MB through FUSE)" % (f / 1e6, rd / 1e6), "", "")
+        c = st.median(float(r["cached"]) for r in rs)
+        line("  uncompressed chunks fetched (%.2f MB) / read" % (c / 1e6), "%.2fx" % (c / rd), "")
+        line("  registry bytes of the lazy pull+run / read", "%.2fx" % (st.median(float(r["reg_bytes"]) for r in rs) / rd), "")
 if os.path.exists(mem_f):
     m = open(mem_f).read().split()
     d = dict(zip(m[0::2], m[1::2]))
     line("daemon memory, %s images mounted: VmRSS" % d["mounts"], "%.1f MiB" % (int(d["rss_kib"]) / 1024), "")
     line("  VmHWM / VmRSS before any image", "%.1f / %.1f MiB" % (int(d["hwm_kib"]) / 1024, int(d["rss_kib_before"]) / 1024), "")
 print()
-print("FUSE requests per lazy run (median): %.0f, of them LOOKUP %.0f, READ %.0f; registry range requests %.0f" %
-      (med(rafs, "fuse_reqs"), med(rafs, "lookups"), med(rafs, "reads"), med(rafs, "backend_reqs")))
+for name in ["rafs"] + amp_modes:
+    rs = [r for k, v in g.items() if k[1] == name for r in v]
+    if rs:
+        print("%s: FUSE requests per run (median) %.0f, of them LOOKUP %.0f, READ %.0f; registry range requests %.0f" %
+              (name, med(rs, "fuse_reqs"), med(rs, "lookups"), med(rs, "reads"), med(rs, "backend_reqs")))
 EOF
 }
 
@@ -379,15 +432,18 @@ mkdir -p "$B"
 rm -rf "$B/results"
 write_configs
 : >"$B/results/machine.txt"
-echo "command: BUILD=$BUILD RUNS=$RUNS $0" | tee "$B/results/machine.txt"
+echo "command: BUILD=$BUILD RUNS=$RUNS MODES='$MODES' $0" | tee "$B/results/machine.txt"
+echo "source: commit $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')," \
+  "$(git -C "$REPO" status --short --untracked-files=no 2>/dev/null | wc -l) files modified in the work tree;" \
+  "binaries built $(date -u -r "$BUILD/cmd/rafs-snapshotter" +%FT%TZ)" | tee -a "$B/results/machine.txt"
 prepare_images
 machine_state "before"
 plain_b=$(layer_bytes peer/debian plain); esgz_b=$(layer_bytes peer/debian esgz); rafs_b=$(layer_bytes peer/debian rafs)
-printf 'run\tnet\tmode\tpull_ms\tfirst_out_ms\texit_ms\treg_bytes\treg_reqs\tfetched\tread\tfuse_reqs\tlookups\treads\tbackend_reqs\n' \
+printf 'run\tnet\tmode\tpull_ms\tfirst_out_ms\texit_ms\treg_bytes\treg_reqs\tfetched\tread\tfuse_reqs\tlookups\treads\tbackend_reqs\tproxy_conns\tcached\n' \
   >"$B/results/runs.tsv"
 for run in $(seq 1 "$RUNS"); do
   for net in direct shaped; do
-    for mode in overlay stargz rafs; do
+    for mode in $MODES; do
       one_run "$run" "$net" "$mode" >/dev/null
       log "run $run $net $mode: $(tail -1 "$B/results/runs.tsv" | cut -f4-10)"
     done
