@@ -236,33 +236,19 @@ Status BlobDevice::FetchRun(Blob* blob, const std::vector<ChunkInfo>& run, const
   m_.requests[src]->Increment();
   m_.bytes[src]->Increment(stored.size());
   fetched_bytes_.fetch_add(stored.size(), std::memory_order_relaxed);
-  auto t0 = std::chrono::steady_clock::now();
-  Status read = AsDataLoss(blob->reader->ReadAt(start, stored, ctx));
-  m_.request_seconds->Observe(
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  // Chunks are decoded, verified and cached as soon as their bytes have
+  // arrived (IoContext::on_progress), so receiving the rest of the range
+  // overlaps with hashing and writing the cache. Only chunks with a digest
+  // that end before the range does are taken early: the digest vouches for
+  // their bytes whatever the rest of the answer turns out to be; the others
+  // wait for the whole answer to be judged. A chunk whose bytes fail
+  // verification is fetched again alone once the range is done.
   Status first_error;
   std::vector<uint8_t> out;
-  for (const ChunkInfo& c : run) {
-    Status s = read;
-    out.resize(c.uncompressed_size);
-    if (s.ok()) {
-      s = DecodeChunk(*blob->info, c,
-                      base::ByteSpan(stored.data() + (c.compressed_offset - start),
-                                     c.compressed_size),
-                      out);
-      if (s.code() == base::StatusCode::kDataLoss) {
-        // Wrong bytes from the source: fetch this chunk alone once more.
-        m_.verify_failures->Increment();
-        if (optional.count(c.index) == 0) {
-          s = FetchOneVerified(blob, c, out, ctx, /*after_bad_bytes=*/true);
-        }
-      }
-    } else if (s.code() == base::StatusCode::kDataLoss && optional.count(c.index) == 0) {
-      // The answer for the whole range was wrong (a body longer than the
-      // range, another Content-Range, a chunk past the blob's end): each
-      // chunk alone, like a digest mismatch.
-      s = FetchOneVerified(blob, c, out, ctx, /*after_bad_bytes=*/true);
-    }
+  std::vector<bool> done(run.size(), false);
+  std::vector<Status> bad(run.size());  // verification failures
+  auto finish = [&](size_t k, Status s) {
+    const ChunkInfo& c = run[k];
     if (s.ok()) s = blob->cache->MarkReady(c.index, c.uncompressed_offset, out);
     if (s.ok()) {
       m_.chunks_fetched[src]->Increment();
@@ -274,6 +260,55 @@ Status BlobDevice::FetchRun(Blob* blob, const std::vector<ChunkInfo>& run, const
       blob->cache->Abort(c.index, s);
       if (first_error.ok() && optional.count(c.index) == 0) first_error = s;
     }
+    done[k] = true;
+  };
+  size_t next = 0;
+  bool complete = false;  // the read succeeded: every chunk may be taken
+  std::function<void(uint64_t)> arrived = [&](uint64_t filled) {
+    for (; next < run.size(); ++next) {
+      const ChunkInfo& c = run[next];
+      const uint64_t chunk_end = c.compressed_offset + c.compressed_size - start;
+      if (chunk_end > filled || (!complete && (chunk_end == stored.size() || !c.has_digest))) {
+        break;
+      }
+      out.resize(c.uncompressed_size);
+      Status s = DecodeChunk(*blob->info, c,
+                             base::ByteSpan(stored.data() + (c.compressed_offset - start),
+                                            c.compressed_size),
+                             out);
+      if (s.code() == base::StatusCode::kDataLoss) {
+        m_.verify_failures->Increment();
+        bad[next] = s;
+      } else {
+        finish(next, s);
+      }
+    }
+  };
+  IoContext read_ctx = ctx;
+  read_ctx.on_progress = &arrived;
+  auto t0 = std::chrono::steady_clock::now();
+  Status read = AsDataLoss(blob->reader->ReadAt(start, stored, read_ctx));
+  m_.request_seconds->Observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  if (read.ok()) {
+    complete = true;
+    arrived(stored.size());
+  }
+  for (size_t k = 0; k < run.size(); ++k) {
+    if (done[k]) continue;
+    const ChunkInfo& c = run[k];
+    out.resize(c.uncompressed_size);
+    Status s = read;
+    if (!bad[k].ok() || s.code() == base::StatusCode::kDataLoss) {
+      // Wrong bytes for this chunk, or the answer for the whole range was
+      // wrong (a body longer than the range, another Content-Range, a chunk
+      // past the blob's end): this chunk alone, once more. Widened chunks
+      // are just given up.
+      s = optional.count(c.index) != 0
+              ? (bad[k].ok() ? s : bad[k])
+              : FetchOneVerified(blob, c, out, ctx, /*after_bad_bytes=*/true);
+    }
+    finish(k, s);
   }
   return first_error;
 }

@@ -37,6 +37,10 @@ struct IoContext {
   // several sources reads from its authoritative one (a registry skips its
   // mirrors).
   bool after_bad_bytes = false;
+  // Called as a read's bytes arrive: dst[0, filled) holds what this attempt
+  // received so far. A retry starts again from 0 (and may bring other
+  // bytes: callers verify what they use). Readers need not call it at all.
+  const std::function<void(uint64_t filled)>* on_progress = nullptr;
 };
 
 struct RetryPolicy {

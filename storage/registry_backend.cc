@@ -314,7 +314,7 @@ Result<RegistryBackend::Response> RegistryBackend::Request(
     resp.status = r.status;
     for (const auto& [k, v] : r.headers) resp.headers[Lower(k)] = v;
     deliver = sink != nullptr && r.status >= 200 && r.status < 300;
-    if (deliver && sink->start) sink->start(r.status);
+    if (deliver && sink->start && !sink->start(resp)) return false;
     return true;
   };
   auto on_body = [&](const char* data, size_t n) {
@@ -417,7 +417,10 @@ Status RegistryBackend::Authenticate(Endpoint& ep, const std::string& challenge,
   // GET realm?service=..&scope=.. (with basic credentials when we have them).
   std::string body;
   BodySink sink;
-  sink.start = [&](int) { body.clear(); };
+  sink.start = [&](const Response&) {
+    body.clear();
+    return true;
+  };
   sink.data = [&](const char* d, size_t n) {
     if (body.size() + n > (1 << 20)) return false;  // a token response is small
     body.append(d, n);
@@ -547,9 +550,10 @@ Result<RegistryBackend::Manifest> RegistryBackend::GetManifest(const std::string
         return TryEndpoints(false, ctx, [&](Endpoint& ep, bool* connection) -> Status {
         bool too_big = false;
         BodySink sink;
-        sink.start = [&](int) {
+        sink.start = [&](const Response&) {
           m.bytes.clear();
           too_big = false;
+          return true;
         };
         sink.data = [&](const char* d, size_t n) {
           if (m.bytes.size() + n > max_bytes) {
@@ -660,11 +664,17 @@ class RegistryBlobReader final : public BlobReader {
     uint64_t skip = 0;   // 200 answers carry the whole blob: bytes before offset
     bool whole = false;  // reading a 200 answer
     RegistryBackend::BodySink sink;
-    sink.start = [&](int status) {
+    const std::string want_range =
+        "bytes " + std::to_string(offset) + "-" + std::to_string(last) + "/";
+    sink.start = [&](const RegistryBackend::Response& head) {
       got = 0;
       overlong = false;
-      whole = status == 200;
+      whole = head.status == 200;
       skip = offset;
+      // Bytes under a Content-Range for other bytes are not even read (the
+      // answer is judged below); readers may use bytes as they arrive.
+      auto cr = head.headers.find("content-range");
+      return whole || (cr != head.headers.end() && cr->second.rfind(want_range, 0) == 0);
     };
     sink.data = [&](const char* d, size_t n) {
       if (whole) {
@@ -675,6 +685,7 @@ class RegistryBlobReader final : public BlobReader {
         const size_t take = std::min(n - drop, dst.size() - got);
         std::memcpy(dst.data() + got, d + drop, take);
         got += take;
+        if (take > 0 && ctx.on_progress != nullptr) (*ctx.on_progress)(got);
         return got < dst.size();
       }
       if (n > dst.size() - got) {
@@ -683,6 +694,7 @@ class RegistryBlobReader final : public BlobReader {
       }
       std::memcpy(dst.data() + got, d, n);
       got += n;
+      if (ctx.on_progress != nullptr) (*ctx.on_progress)(got);
       return true;
     };
     std::map<std::string, std::string> headers = {
@@ -704,7 +716,7 @@ class RegistryBlobReader final : public BlobReader {
     }
     if (r.status != 206) return HttpStatusToStatus(r.status, What());
     auto cr = r.headers.find("content-range");
-    const std::string want = "bytes " + std::to_string(offset) + "-" + std::to_string(last) + "/";
+    const std::string& want = want_range;
     if (cr == r.headers.end() || cr->second.rfind(want, 0) != 0) {
       return base::DataLossError(What(), ": content-range '",
                                  cr == r.headers.end() ? "" : cr->second, "' does not match ",

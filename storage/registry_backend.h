@@ -119,10 +119,11 @@ class RegistryBackend final : public BlobBackend,
     std::string origin;  // scheme://host[:port]
     std::string path;    // path?query
   };
-  // Receives a response body: `start` with the status before any bytes
-  // (once per response), then `data` (return false to stop reading).
+  // Receives a 2xx response body: `start` with the status and headers
+  // before any bytes (once per response; return false not to read the body
+  // at all), then `data` (return false to stop reading).
   struct BodySink {
-    std::function<void(int status)> start;
+    std::function<bool(const Response& head)> start;
     std::function<bool(const char*, size_t)> data;
   };
   // Where registry requests go: a mirror or the origin, each with its own

@@ -233,6 +233,28 @@ TEST_F(RegistryFaultsTest, BodiesCutOrShortAreRetried) {
   ASSERT_TRUE(Read({7}).ok());
 }
 
+TEST_F(RegistryFaultsTest, ChunksThatArrivedBeforeACutAreKept) {
+  // Every answer is cut after chunks 0 and 1 of a four-chunk range: the
+  // read fails, but those two were verified and cached as they arrived,
+  // and reading them later costs no request.
+  proxy_->ClearRules();
+  FaultRule r = testing::OnBlobGets(Fault::Kind::kCutBody, -1);
+  r.fault.bytes = blob_.chunks[2].compressed_offset + 10;
+  proxy_->AddRule(r);
+  base::Status s = Read({0, 1, 2, 3});
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s;
+  EXPECT_TRUE(ReadyOnDisk(0));
+  EXPECT_TRUE(ReadyOnDisk(1));
+  EXPECT_FALSE(ReadyOnDisk(2));
+  EXPECT_FALSE(ReadyOnDisk(3));
+  proxy_->ClearRules();
+  const int before = proxy_->Count("/blobs/");
+  ASSERT_TRUE(Read({0, 1}).ok());
+  EXPECT_EQ(proxy_->Count("/blobs/"), before);
+  ASSERT_TRUE(Read({2, 3}).ok());
+  EXPECT_EQ(proxy_->Count("/blobs/"), before + 1);
+}
+
 TEST_F(RegistryFaultsTest, LyingBodiesAreRefetchedOnceThenDataLoss) {
   // Over-long bodies and a Content-Range for other bytes never reach the
   // cache; a single glitch is fetched again.
