@@ -13,6 +13,13 @@
 #            bytes fetched and round trips (only when the daemon has that
 #            key; the ratios against the targets use "rafs", the defaults).
 #            MODES="overlay stargz rafs" leaves them out.
+# Optional (MODES="... stargz-opt rafs-pf"), workload-profiled images:
+#   stargz-opt  the stargz snapshotter on peer-env's `ctr-remote image
+#               optimize`d image (files python3 reads first, prefetched)
+#   rafs-pf     ours on a one-layer RAFS image of peer-env's rootfs built
+#               with `rafs build --prefetch-files` listing the files
+#               `python3 -c 'print(1)'` opens (strace in a chroot of that
+#               rootfs); the daemon prefetches them at mount (prefetch: table)
 #
 # each directly from the loopback registry (127.0.0.1:5000) and through the
 # throttling proxy (127.0.0.1:5100: 20 ms each way, 200 Mbit/s each way),
@@ -250,6 +257,7 @@ prepare_images() {
   log "rafs convert $REG/peer/debian:plain -> :rafs"
   "$RAFS" convert "registry://$REG/peer/debian:plain" "registry://$REG/peer/debian:rafs" --plain-http \
     --cache-dir "$B/convert-cache" --quiet
+  if [[ " $MODES " == *" rafs-pf "* ]]; then build_prefetch_image; fi
   local i lay=$B/oci-variants tmp=$B/tmp
   if [ "${SKIP_MEMORY:-0}" != 1 ]; then
     log "$MEM_IMAGES distinct images for the memory figure (peer/debian:plain + one small layer each)"
@@ -266,6 +274,28 @@ prepare_images() {
     done
     rm -rf "$lay" "$tmp"
   fi
+}
+
+# The files the workload opens, as real paths inside the rootfs.
+build_prefetch_image() {
+  local root=$PEER/rootfs/debian p r
+  command -v strace >/dev/null || die "rafs-pf needs strace"
+  [ -x "$root/usr/bin/python3" ] || die "no rootfs at $root: run 'bash $PEER_ENV images'"
+  log "rafs build of $root with the files python3 opens as prefetch list -> :rafs-pf"
+  strace -f -qq -e trace=openat -o "$B/workload.strace" chroot "$root" "${WORKLOAD[@]}" >/dev/null
+  { echo "${WORKLOAD[0]}"
+    grep -v ENOENT "$B/workload.strace" | grep -oE 'openat\(AT_FDCWD, "[^"]+"' | sed -E 's/.*"([^"]+)"/\1/'
+  } | sort -u | while read -r p; do
+    r=$(chroot "$root" readlink -f "$p") || continue
+    if [ -f "$root$r" ]; then echo "$r"; fi
+  done | sort -u >"$B/prefetch-files"
+  log "prefetch list: $(wc -l <"$B/prefetch-files") files, $(cd "$root" && sed 's|^/||' "$B/prefetch-files" | xargs du -cb | tail -1 | cut -f1) bytes"
+  rm -rf "$B/pf"; mkdir -p "$B/pf/blobs"
+  "$RAFS" build "$root" --prefetch-files "$B/prefetch-files" --bootstrap "$B/pf/image.boot" \
+    --blob-dir "$B/pf/blobs" >/dev/null
+  "$SYSPY" "$REPO/integration/lib/push_nydus_image.py" "$REG" peer/debian rafs-pf "$B/pf/image.boot" \
+    "$B/pf/blobs"/* >/dev/null
+  rm -rf "$B/pf"
 }
 
 # ----------------------------------------------------------------- runs ----
@@ -291,6 +321,8 @@ one_run() {  # run net mode
   case $mode in
     overlay) sn=overlayfs; ref=$host/peer/debian:plain ;;
     stargz)  sn=stargz;    ref=$host/peer/debian:esgz ;;
+    stargz-opt) sn=stargz; ref=$host/peer/debian:esgz-opt ;;
+    rafs-pf) sn=nydus;     ref=$host/peer/debian:rafs-pf ;;
     rafs)    sn=nydus;     ref=$host/peer/debian:rafs ;;
     rafs-amp*) sn=nydus;   ref=$host/peer/debian:rafs ;;
   esac
@@ -381,7 +413,7 @@ med = lambda rs, c: st.median(float(r[c]) for r in rs)
 print("medians of %s runs each; times in ms from pull start" % runs)
 print("%-7s %-13s %2s %8s %10s %12s %8s %5s %6s" % ("net", "mode", "n", "pull", "1st out", "min..max", "reg MB", "reqs", "conns"))
 for net in ("direct", "shaped"):
-    for mode in ["overlay", "stargz", "rafs"] + amp_modes:
+    for mode in ["overlay", "stargz", "stargz-opt", "rafs", "rafs-pf"] + amp_modes:
         rs = g.get((net, mode), [])
         if not rs:
             continue
@@ -399,11 +431,13 @@ def line(name, v, target):
 def ratio(name, a, b, target=""):
     if a in g and b in g:
         line(name, "%.2fx" % (t(*a) / t(*b)), target)
-for mode, what in [("rafs", "ours")] + [(m, "read_amplify_size=" + m[len("rafs-amp"):]) for m in amp_modes]:
+for mode, what in [("rafs", "ours"), ("rafs-pf", "ours, prefetch list")] + [(m, "read_amplify_size=" + m[len("rafs-amp"):]) for m in amp_modes]:
     ratio("%s vs overlayfs, throttled (overlay / ours)" % what, ("shaped", "overlay"), ("shaped", mode), ">= 5x")
     ratio("%s vs overlayfs, direct (overlay / ours)" % what, ("direct", "overlay"), ("direct", mode))
     ratio("%s vs stargz, throttled (stargz / ours)" % what, ("shaped", "stargz"), ("shaped", mode), ">= 1.5x")
     ratio("%s vs stargz, direct (stargz / ours)" % what, ("direct", "stargz"), ("direct", mode), ">= 1.5x")
+    ratio("%s vs stargz optimized, throttled" % what, ("shaped", "stargz-opt"), ("shaped", mode))
+    ratio("%s vs stargz optimized, direct" % what, ("direct", "stargz-opt"), ("direct", mode))
     rs = [r for k, v in g.items() if k[1] == mode for r in v]
     if rs:
         f, rd = st.median(float(r["fetched"]) for r in rs), st.median(float(r["read"]) for r in rs)
@@ -418,7 +452,7 @@ if os.path.exists(mem_f):
     line("daemon memory, %s images mounted: VmRSS" % d["mounts"], "%.1f MiB" % (int(d["rss_kib"]) / 1024), "")
     line("  VmHWM / VmRSS before any image", "%.1f / %.1f MiB" % (int(d["hwm_kib"]) / 1024, int(d["rss_kib_before"]) / 1024), "")
 print()
-for name in ["rafs"] + amp_modes:
+for name in ["rafs", "rafs-pf"] + amp_modes:
     rs = [r for k, v in g.items() if k[1] == name for r in v]
     if rs:
         print("%s: FUSE requests per run (median) %.0f, of them LOOKUP %.0f, READ %.0f; registry range requests %.0f" %
