@@ -161,7 +161,6 @@ cleanup() {
   stop_bg registry
   umount_below "$B"
   rm -rf "$VOL"
-  [ -d /run/containerd ] && find /run/containerd -depth -type d -empty -delete 2>/dev/null
   [ $rc = 0 ] || log "failed (rc $rc); logs in $B/logs"
   exit $rc
 }
