@@ -185,7 +185,8 @@ struct SourceImage {
 // to the OCI layout `oci_dir` (tag `tag`) when given.
 SourceImage PushSource(testing::LocalRegistry& reg, const std::string& repo,
                        const std::string& tag, const std::vector<std::vector<uint8_t>>& layers,
-                       const std::string& oci_dir = "", const std::string& arch = "amd64") {
+                       const std::string& oci_dir = "", const std::string& arch = "amd64",
+                       bool docker = false) {
   SourceImage img;
   Json diff_ids = Json::array(), history = Json::array(), jl = Json::array();
   std::vector<std::pair<std::string, std::vector<uint8_t>>> blobs;
@@ -200,8 +201,10 @@ SourceImage PushSource(testing::LocalRegistry& reg, const std::string& repo,
     if (i == 0) history.push_back({{"created_by", "ENV X=1"}, {"empty_layer", true}});
     const std::string digest = Sha256(layers[i]);
     img.layer_digests.push_back(digest);
-    jl.push_back({{"mediaType", gz ? "application/vnd.oci.image.layer.v1.tar+gzip"
-                                   : "application/vnd.oci.image.layer.v1.tar"},
+    const char* layer_type = docker ? "application/vnd.docker.image.rootfs.diff.tar.gzip"
+                             : gz     ? "application/vnd.oci.image.layer.v1.tar+gzip"
+                                      : "application/vnd.oci.image.layer.v1.tar";
+    jl.push_back({{"mediaType", layer_type},
                   {"digest", digest},
                   {"size", layers[i].size()}});
     blobs.emplace_back(digest, layers[i]);
@@ -214,15 +217,19 @@ SourceImage PushSource(testing::LocalRegistry& reg, const std::string& repo,
   const std::vector<uint8_t> cfg = Bytes(config.dump());
   EXPECT_TRUE(reg.PushBlob(repo, cfg).ok());
   blobs.emplace_back(Sha256(cfg), cfg);
+  const std::string manifest_type = docker
+                                        ? "application/vnd.docker.distribution.manifest.v2+json"
+                                        : "application/vnd.oci.image.manifest.v1+json";
   Json m = {{"schemaVersion", 2},
-            {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+            {"mediaType", manifest_type},
             {"config",
-             {{"mediaType", "application/vnd.oci.image.config.v1+json"},
+             {{"mediaType", docker ? "application/vnd.docker.container.image.v1+json"
+                                   : "application/vnd.oci.image.config.v1+json"},
               {"digest", Sha256(cfg)},
               {"size", cfg.size()}}},
             {"layers", jl}};
   img.manifest = Bytes(m.dump());
-  auto d = reg.PushManifest(repo, tag, "application/vnd.oci.image.manifest.v1+json", img.manifest);
+  auto d = reg.PushManifest(repo, tag, manifest_type, img.manifest);
   EXPECT_TRUE(d.ok()) << d.status();
   img.manifest_digest = *d;
   if (!oci_dir.empty()) {
@@ -567,6 +574,24 @@ TEST_F(RafsConvertCliTest, IndexKeepsPlatformsWithNydusMarkers) {
   EXPECT_EQ(j["manifests"][0]["platform"]["architecture"], "arm64");
   EXPECT_NE(Convert(Ref("app/multi:v1"), Ref("app/multi:x"), &out, "--platform linux/s390x"), 0);
   EXPECT_NE(out.find("no manifest for linux/s390x"), std::string::npos) << out;
+}
+
+TEST_F(RafsConvertCliTest, DockerSchema2SourceGivesTheSameOciImage) {
+  // Docker media types (gzip layers all; the plain-tar layer is dropped
+  // since Docker has no type for it) convert like their OCI twin.
+  auto layers = TestLayers();
+  layers.pop_back();
+  PushSource(*reg_, "app/docker", "v1", layers, "", "amd64", /*docker=*/true);
+  PushSource(*reg_, "app/oci", "v1", layers);
+  std::string out;
+  ASSERT_EQ(Convert(Ref("app/docker:v1"), Ref("app/conv:from-docker"), &out), 0) << out;
+  ASSERT_EQ(Convert(Ref("app/oci:v1"), Ref("app/conv:from-oci"), &out), 0) << out;
+  auto a = Backend("app/conv")->GetManifest("from-docker", storage::IoContext{});
+  auto b = Backend("app/conv")->GetManifest("from-oci", storage::IoContext{});
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->media_type, "application/vnd.oci.image.manifest.v1+json");
+  EXPECT_EQ(a->digest, b->digest);
+  CheckManifest(this, "app/conv", a->bytes, 2);
 }
 
 TEST_F(RafsConvertCliTest, OciLayoutSourceAndDestination) {
