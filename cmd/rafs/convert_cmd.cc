@@ -127,6 +127,8 @@ class Converter {
       : src_(src), dst_(dst), settings_(settings), progress_(progress) {}
 
   Result<std::string> Run(const std::vector<storage::Platform>& platforms, bool all_platforms);
+  int converted() const { return converted_; }
+  int reused() const { return reused_; }
 
  private:
   struct Output {
@@ -714,10 +716,13 @@ int RunConvert(const ConvertArgs& args) {
 
   const auto t0 = std::chrono::steady_clock::now();
   std::optional<Result<std::string>> digest;
+  int converted = 0, reused = 0;
   {
     Progress progress(args.quiet, ::isatty(2) == 1);
     Converter converter(**src, **dst, s, progress);
     digest = converter.Run(platforms, args.all_platforms);
+    converted = converter.converted();
+    reused = converter.reused();
   }
   if (own_work) {
     fs::remove_all(s.work_dir, ec);
@@ -727,8 +732,8 @@ int RunConvert(const ConvertArgs& args) {
   if (!digest->ok()) return Fail(kCmd, digest->status());
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!args.quiet) {
-    std::fprintf(stderr, "converted %s to %s in %.2fs\n", args.source.c_str(),
-                 args.destination.c_str(), secs);
+    std::fprintf(stderr, "converted %s to %s in %.2fs (%d layers converted, %d from the cache)\n",
+                 args.source.c_str(), args.destination.c_str(), secs, converted, reused);
   }
   std::printf("%s\n", (*digest)->c_str());
   return kExitOk;

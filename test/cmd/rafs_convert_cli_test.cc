@@ -443,6 +443,8 @@ TEST_F(RafsConvertCliTest, SecondConversionIsByteIdenticalAndUsesTheCache) {
     EXPECT_EQ(out2.find(l + "converted"), std::string::npos) << out2;
   }
   EXPECT_NE(out2.find("cached, not converted again"), std::string::npos) << out2;
+  EXPECT_NE(out2.find("(0 layers converted, 5 from the cache)"), std::string::npos) << out2;
+  EXPECT_NE(out1.find("(5 layers converted, 0 from the cache)"), std::string::npos) << out1;
   EXPECT_NE(out2.find("already in"), std::string::npos) << out2;
   struct stat after;
   ASSERT_EQ(::stat((entry + "/entry.json").c_str(), &after), 0);
