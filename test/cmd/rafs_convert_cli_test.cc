@@ -691,6 +691,30 @@ TEST(RafsConvertAuthTest, PushesWithDockerConfigCredentialsAndNeverPrintsThem) {
   EXPECT_EQ(out.find("s3cret"), std::string::npos) << out;
 }
 
+TEST_F(RafsConvertCliTest, ProgressOnATerminalPlainLinesOtherwiseNothingWhenQuiet) {
+  if (!testing::HaveCommand("script")) GTEST_SKIP() << "script(1) is not installed";
+  PushSource(*reg_, "app/src", "v1", TestLayers());
+  std::string out;
+  // Under script(1) stderr is a terminal: a redrawn status line per transfer.
+  ASSERT_EQ(Sh("script -q -e -c '" + Rafs() + " convert " + Ref("app/src:v1") + " " +
+                   Ref("app/conv:tty") + " --plain-http --no-cache -j 1' /dev/null",
+               &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("\r\033[Klayer 1/5 pull+build "), std::string::npos) << out;
+  EXPECT_NE(out.find("/s"), std::string::npos) << out;
+  EXPECT_NE(out.find(" push "), std::string::npos) << out;
+  // Not a terminal: finished steps only, one plain line each.
+  ASSERT_EQ(Convert(Ref("app/src:v1"), Ref("app/conv:plain"), &out, "--no-cache"), 0) << out;
+  EXPECT_EQ(out.find('\r'), std::string::npos) << out;
+  EXPECT_EQ(out.find("\033["), std::string::npos) << out;
+  EXPECT_NE(out.find("layer 5/5: converted"), std::string::npos) << out;
+  // Quiet: only the digest on stdout.
+  ASSERT_EQ(Convert(Ref("app/src:v1"), Ref("app/conv:quiet"), &out, "--no-cache -q"), 0) << out;
+  EXPECT_EQ(out.size(), 72u) << out;
+  EXPECT_EQ(out.rfind("sha256:", 0), 0u) << out;
+}
+
 TEST_F(RafsConvertCliTest, ClearErrors) {
   std::string out;
   EXPECT_EQ(Convert("nonsense", Ref("a/b:c"), &out), 1);
