@@ -112,21 +112,9 @@ int RunBuild(const BuildArgs& args) {
   o.blob_inline_meta = args.blob_inline_meta;
   o.chunk_dict = args.chunk_dict;
   if (!args.prefetch_files.empty()) {
-    std::ifstream in(args.prefetch_files);
-    if (!in) {
-      return Fail("build",
-                  base::NotFoundError("prefetch list ", args.prefetch_files, ": cannot open"));
-    }
-    std::string line;
-    while (std::getline(in, line)) {
-      while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
-      if (line.empty() || line[0] == '#') continue;
-      if (line[0] != '/') {
-        return Fail("build", base::InvalidArgumentError("prefetch list ", args.prefetch_files,
-                                                        ": path '", line, "' is not absolute"));
-      }
-      o.prefetch_paths.push_back(line);
-    }
+    auto list = ReadPrefetchList(args.prefetch_files);
+    if (!list.ok()) return Fail("build", list.status());
+    o.prefetch_paths = std::move(*list);
   }
   struct stat st;
   if (stat(args.blob_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -166,6 +154,23 @@ int RunBuild(const BuildArgs& args) {
   return kExitOk;
 }
 
+base::Result<std::vector<std::string>> ReadPrefetchList(const std::string& file) {
+  std::ifstream in(file);
+  if (!in) return base::NotFoundError("prefetch list ", file, ": cannot open");
+  std::vector<std::string> paths;
+  std::string line;
+  while (std::getline(in, line)) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (line.empty() || line[0] == '#') continue;
+    if (line[0] != '/') {
+      return base::InvalidArgumentError("prefetch list ", file, ": path '", line,
+                                        "' is not absolute");
+    }
+    paths.push_back(line);
+  }
+  return paths;
+}
+
 CLI::App* AddMergeCommand(CLI::App* app, MergeArgs* args) {
   auto* m = app->add_subcommand(
       "merge",
@@ -174,12 +179,21 @@ CLI::App* AddMergeCommand(CLI::App* app, MergeArgs* args) {
   m->add_option("LAYER_BOOTSTRAP", args->layers, "layer bootstraps, lowest layer first")
       ->required();
   m->add_option("--bootstrap", args->bootstrap, "output bootstrap file")->required();
+  m->add_option("--prefetch-files", args->prefetch_files,
+                "file listing image paths to prefetch, one per line (the merged image's "
+                "prefetch table)");
   m->add_flag("--json", args->json, "print a JSON summary");
   return m;
 }
 
 int RunMerge(const MergeArgs& args) {
-  auto r = rafs::builder::MergeLayers(args.layers, args.bootstrap);
+  std::vector<std::string> prefetch;
+  if (!args.prefetch_files.empty()) {
+    auto list = ReadPrefetchList(args.prefetch_files);
+    if (!list.ok()) return Fail("merge", list.status());
+    prefetch = std::move(*list);
+  }
+  auto r = rafs::builder::MergeLayers(args.layers, args.bootstrap, prefetch);
   if (!r.ok()) return Fail("merge", r.status());
   if (args.json) {
     nlohmann::json j;

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "base/status.h"
+
 namespace rfs::cmd {
 
 // Parses a size: "1048576", "1M", "4K", "0x100000".
@@ -36,8 +38,13 @@ int RunBuild(const BuildArgs& args);
 struct MergeArgs {
   std::vector<std::string> layers;
   std::string bootstrap;
+  std::string prefetch_files;
   bool json = false;
 };
+
+// Image paths from a prefetch list file: one absolute path per line;
+// blank lines and lines starting with '#' are skipped.
+base::Result<std::vector<std::string>> ReadPrefetchList(const std::string& file);
 
 // Adds the `merge` subcommand to `app`.
 CLI::App* AddMergeCommand(CLI::App* app, MergeArgs* args);

@@ -236,7 +236,8 @@ void MergeDir(Node* lower, Node* upper) {
 }  // namespace
 
 base::Result<MergeResult> MergeLayers(const std::vector<std::string>& layers,
-                                      const std::string& output) {
+                                      const std::string& output,
+                                      const std::vector<std::string>& prefetch_paths) {
   if (layers.empty()) return base::InvalidArgumentError("merge: no layer bootstraps given");
   MergeState state;
   auto merged = std::make_unique<Node>();
@@ -274,6 +275,7 @@ base::Result<MergeResult> MergeLayers(const std::vector<std::string>& layers,
   vo.compressor = blobs.empty() ? state.compressor
                                 : static_cast<storage::Compressor>(blobs[0].compression_algo);
   vo.force_has_xattr = true;  // as upstream merge
+  vo.prefetch_paths = prefetch_paths;
   ASSIGN_OR_RETURN(std::vector<uint8_t> boot,
                    WriteV6Bootstrap(merged.get(), &state.chunks, blobs, vo));
   RETURN_IF_ERROR(WriteFileAtomically(output, boot));

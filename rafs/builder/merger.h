@@ -28,8 +28,11 @@ struct MergeResult {
 };
 
 // Reads the layer bootstraps (v6, all with the same chunk size and
-// digester) and writes the merged bootstrap to `output`.
+// digester) and writes the merged bootstrap to `output`. `prefetch_paths`
+// (image paths, in priority order; those missing from the merged tree are
+// skipped) become its prefetch table: a mount fetches their data first.
 base::Result<MergeResult> MergeLayers(const std::vector<std::string>& layers,
-                                      const std::string& output);
+                                      const std::string& output,
+                                      const std::vector<std::string>& prefetch_paths = {});
 
 }  // namespace rfs::rafs::builder

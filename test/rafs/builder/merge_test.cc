@@ -17,6 +17,7 @@
 #include "rafs/fs/checker.h"
 #include "rafs/fs/image.h"
 #include "rafs/meta/metadata.h"
+#include "rafs/meta/walk.h"
 #include "test/rafs/builder/tree_gen.h"
 #include "test/support/test_util.h"
 #include "test/support/tree_compare.h"
@@ -253,6 +254,37 @@ TEST(MergeTest, WhitedOutBlobsLeaveTheBlobTable) {
         0)
         << msg;
   }
+}
+
+TEST(MergeTest, PrefetchPathsBecomeTheMergedPrefetchTable) {
+  TempDir t;
+  const std::string blobs = t.Sub("blobs");
+  ASSERT_EQ(mkdir(blobs.c_str(), 0755), 0);
+  for (const char* d : {"l0", "l1"}) ASSERT_EQ(mkdir(t.Sub(d).c_str(), 0755), 0);
+  ASSERT_EQ(mkdir((t.Sub("l0") + "/lib").c_str(), 0755), 0);
+  testing::WriteFileBytes(t.Sub("l0") + "/lib/base", {1, 2, 3});
+  testing::WriteFileBytes(t.Sub("l1") + "/app", {4, 5, 6});
+  std::vector<std::string> boots;
+  for (const char* d : {"l0", "l1"}) {
+    boots.push_back(t.Sub(std::string(d) + ".boot"));
+    ASSERT_TRUE(BuildFromDirectory(t.Sub(d), boots.back(), blobs, {}).ok());
+  }
+  // Paths from both layers, in the given order; a missing one is skipped.
+  auto m = MergeLayers(boots, t.Sub("merged"), {"/app", "/missing", "/lib"});
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto meta = meta::OpenMetadataFile(t.Sub("merged"));
+  ASSERT_TRUE(meta.ok()) << meta.status();
+  auto pf = (*meta)->PrefetchInodes();
+  ASSERT_TRUE(pf.ok()) << pf.status();
+  auto app = meta::ResolvePath(**meta, "/app");
+  auto lib = meta::ResolvePath(**meta, "/lib");
+  ASSERT_TRUE(app.ok() && lib.ok());
+  EXPECT_EQ(*pf, (std::vector<uint64_t>{*app, *lib}));
+  // Without paths: no table.
+  ASSERT_TRUE(MergeLayers(boots, t.Sub("plain")).ok());
+  auto plain = meta::OpenMetadataFile(t.Sub("plain"));
+  ASSERT_TRUE(plain.ok());
+  EXPECT_TRUE((*plain)->PrefetchInodes()->empty());
 }
 
 std::vector<uint8_t> Random(size_t n, uint32_t seed) {
