@@ -34,7 +34,7 @@ struct RafsManagerOptions {
   std::string cache_dir;      // <root>/cache
   uint64_t cache_max_bytes = 0;
   // storage::DeviceOptions::amplify_bytes of every image.
-  uint64_t read_amplify_bytes = 256u << 10;
+  uint64_t read_amplify_bytes = 0;
   // Template for every mount (threads, timeouts, prefetch); mountpoint,
   // metrics and adopt_fd are filled in per instance.
   rafs::MountOptions mount;

@@ -83,8 +83,9 @@ rafs:
   read_timeout_seconds: 60
   # A fetch for a read smaller than this also brings the chunks that follow
   # in the blob (files read together usually lie together), in the same
-  # request: fewer round trips for some bytes no one may read. 0: off.
-  read_amplify_size: "256K"
+  # request: fewer round trips for some bytes no one may read. 0: off (for
+  # a python start it saved requests, not time, and fetched 40% more).
+  read_amplify_size: "0"
   # Background prefetch after an image is mounted: none, table (the image's
   # prefetch list) or all (the list, then every file).
   prefetch: table

@@ -32,7 +32,7 @@ struct RafsConfig {
   uint64_t cache_max_bytes = 0;
   int fuse_threads = 8;
   int read_timeout_seconds = 60;
-  uint64_t read_amplify_bytes = 256u << 10;
+  uint64_t read_amplify_bytes = 0;
   std::string prefetch = "table";
   int prefetch_threads = 2;
   uint64_t prefetch_bandwidth = 0;  // bytes per second, 0: unlimited

@@ -46,7 +46,7 @@ struct BlobArgs {
   RegistryAccess access;
   std::string cache_dir;
   std::string cache_max_size;
-  std::string read_amplify = "256K";
+  std::string read_amplify = "0";
 };
 
 void AddBlobOptions(CLI::App* app, BlobArgs* args) {

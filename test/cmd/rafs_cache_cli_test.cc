@@ -327,10 +327,8 @@ TEST(RafsCacheCliTest, CheckKilledWithSigkillLeavesAConsistentCache) {
   const storage::BlobInfo info = (*meta)->BlobInfos()[0];
   const std::vector<storage::ChunkInfo> chunks = FileChunks(**meta);
   ASSERT_EQ(chunks.size(), 192u);
-  // Slow enough that a run takes seconds although reads are widened to
-  // several chunks per request.
   SlowRegistry registry({{id, testing::ReadFileBytes(image + "/blobs/" + id)}},
-                        std::chrono::milliseconds(40));
+                        std::chrono::milliseconds(10));
   ASSERT_TRUE(registry.ok());
   const std::string rafs = Rafs();
   const std::string boot = image + "/bootstrap";
