@@ -118,6 +118,8 @@ struct Settings {
   bool use_cache = true;
   std::string work_dir;
   int jobs = 1;
+  // The merged bootstrap's prefetch table (image paths, in order).
+  std::vector<std::string> prefetch_paths;
 };
 
 // The conversion of one image (all platforms) from `src` to `dst`.
@@ -432,7 +434,7 @@ Result<Converter::Output> Converter::ConvertManifest(
   std::vector<std::string> boots;
   for (const auto& r : results) boots.push_back(r.bootstrap_path);
   const std::string merged = settings_.work_dir + "/merged-" + std::to_string(scratch_++) + ".boot";
-  auto merge = rafs::builder::MergeLayers(boots, merged);
+  auto merge = rafs::builder::MergeLayers(boots, merged, settings_.prefetch_paths);
   if (!merge.ok()) return merge.status().WithContext(where + ": merging the layer bootstraps");
   ASSIGN_OR_RETURN(std::vector<uint8_t> bootstrap, ReadFile(merged));
   ::unlink(merged.c_str());
@@ -617,6 +619,9 @@ CLI::App* AddConvertCommand(CLI::App* app, ConvertArgs* args) {
       ->capture_default_str();
   c->add_option("--chunk-dict", args->chunk_dict,
                 "bootstrap whose chunks are reused (its blobs must be in DST's repository)");
+  c->add_option("--prefetch-files", args->prefetch_files,
+                "file listing image paths (one per line) a mount fetches first: the image's "
+                "prefetch table");
   AddRegistryAccessOptions(c, &args->access);
   c->remove_option(c->get_option("--platform"));
   c->add_option("--platform", args->platforms,
@@ -666,6 +671,11 @@ int RunConvert(const ConvertArgs& args) {
     if (!dict.ok()) return Fail(kCmd, dict.status().WithContext("--chunk-dict"));
     s.build.chunk_dict = args.chunk_dict;
     s.options_key += " dict " + Sha256Of(*dict);
+  }
+  if (!args.prefetch_files.empty()) {
+    auto list = ReadPrefetchList(args.prefetch_files);
+    if (!list.ok()) return Fail(kCmd, list.status().WithContext("--prefetch-files"));
+    s.prefetch_paths = std::move(*list);
   }
   std::vector<storage::Platform> platforms;
   for (const auto& p : args.platforms) {

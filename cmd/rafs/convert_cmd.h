@@ -35,6 +35,7 @@ struct ConvertArgs {
   std::string compressor = "zstd";
   std::string chunk_size = "1048576";
   std::string chunk_dict;
+  std::string prefetch_files;  // image paths for the merged prefetch table
   std::vector<std::string> platforms;
   bool all_platforms = false;
   std::string work_dir;

@@ -21,6 +21,8 @@
 #include <vector>
 
 #include "base/digest.h"
+#include "rafs/meta/metadata.h"
+#include "rafs/meta/walk.h"
 #include "storage/layer_tar.h"
 #include "storage/registry_backend.h"
 #include "storage/registry_image.h"
@@ -713,6 +715,37 @@ TEST_F(RafsConvertCliTest, ProgressOnATerminalPlainLinesOtherwiseNothingWhenQuie
   ASSERT_EQ(Convert(Ref("app/src:v1"), Ref("app/conv:quiet"), &out, "--no-cache -q"), 0) << out;
   EXPECT_EQ(out.size(), 72u) << out;
   EXPECT_EQ(out.rfind("sha256:", 0), 0u) << out;
+}
+
+TEST_F(RafsConvertCliTest, PrefetchListBecomesTheImagesPrefetchTable) {
+  PushSource(*reg_, "app/pf", "v1", TestLayers());
+  const std::string list = work_.Sub("prefetch.txt");
+  {
+    std::ofstream f(list);
+    f << "# what the app opens first\n/etc/hostname\n/not/there\n/usr/bin\n";
+  }
+  std::string out;
+  ASSERT_EQ(Convert(Ref("app/pf:v1"), Ref("app/pf:v1-rafs"), &out, "--prefetch-files " + list), 0)
+      << out;
+  auto backend = Backend("app/pf");
+  auto remote = storage::FetchRemoteImage(backend, "v1-rafs", {}, storage::IoContext{});
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  auto meta = rafs::meta::OpenMetadata(remote->bootstrap);
+  ASSERT_TRUE(meta.ok()) << meta.status();
+  auto pf = (*meta)->PrefetchInodes();
+  ASSERT_TRUE(pf.ok()) << pf.status();
+  auto hostname = rafs::meta::ResolvePath(**meta, "/etc/hostname");
+  auto bin = rafs::meta::ResolvePath(**meta, "/usr/bin");
+  ASSERT_TRUE(hostname.ok() && bin.ok());
+  EXPECT_EQ(*pf, (std::vector<uint64_t>{*hostname, *bin}));
+  // A list with a relative path is refused before anything is pushed.
+  {
+    std::ofstream f(list);
+    f << "etc/hostname\n";
+  }
+  EXPECT_NE(Convert(Ref("app/pf:v1"), Ref("app/pf:v2-rafs"), &out, "--prefetch-files " + list), 0);
+  EXPECT_NE(out.find("not absolute"), std::string::npos) << out;
+  EXPECT_FALSE(backend->GetManifest("v2-rafs", storage::IoContext{}).ok());
 }
 
 TEST_F(RafsConvertCliTest, ClearErrors) {
