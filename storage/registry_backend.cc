@@ -12,6 +12,7 @@
 
 #include "base/digest.h"
 #include "base/logging.h"
+#include "storage/http_text.h"
 
 namespace rfs::storage {
 
@@ -21,32 +22,12 @@ using base::Status;
 
 namespace {
 
-std::string Lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 std::string Base64Encode(const std::string& in) {
   std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
   int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
                           reinterpret_cast<const unsigned char*>(in.data()),
                           static_cast<int>(in.size()));
   out.resize(static_cast<size_t>(n));
-  return out;
-}
-
-std::string UrlEncode(const std::string& s) {
-  static const char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
   return out;
 }
 
@@ -60,7 +41,7 @@ Result<RegistryBackend::Target> ParseUrl(const std::string& url, const std::stri
     t.path = url;
     return t;
   }
-  const std::string scheme = Lower(url.substr(0, scheme_end));
+  const std::string scheme = AsciiLower(url.substr(0, scheme_end));
   if (scheme != "http" && scheme != "https") {
     return base::InvalidArgumentError("unsupported url scheme '", scheme, "'");
   }
@@ -75,13 +56,13 @@ Result<RegistryBackend::Target> ParseUrl(const std::string& url, const std::stri
 std::pair<std::string, std::map<std::string, std::string>> ParseChallenge(const std::string& h) {
   std::map<std::string, std::string> params;
   size_t sp = h.find(' ');
-  std::string scheme = Lower(h.substr(0, sp));
+  std::string scheme = AsciiLower(h.substr(0, sp));
   size_t i = sp == std::string::npos ? h.size() : sp + 1;
   while (i < h.size()) {
     while (i < h.size() && (h[i] == ' ' || h[i] == ',')) ++i;
     size_t eq = h.find('=', i);
     if (eq == std::string::npos) break;
-    std::string key = Lower(h.substr(i, eq - i));
+    std::string key = AsciiLower(h.substr(i, eq - i));
     i = eq + 1;
     std::string value;
     if (i < h.size() && h[i] == '"') {
@@ -312,7 +293,7 @@ Result<RegistryBackend::Response> RegistryBackend::Request(
   bool deadline_hit = false;
   auto on_response = [&](const httplib::Response& r) {
     resp.status = r.status;
-    for (const auto& [k, v] : r.headers) resp.headers[Lower(k)] = v;
+    for (const auto& [k, v] : r.headers) resp.headers[AsciiLower(k)] = v;
     deliver = sink != nullptr && r.status >= 200 && r.status < 300;
     if (deliver && sink->start && !sink->start(resp)) return false;
     return true;
@@ -588,12 +569,12 @@ Result<RegistryBackend::Manifest> RegistryBackend::GetManifest(const std::string
         m.digest = Sha256Digest(m.bytes);
         auto dcd = r.headers.find("docker-content-digest");
         if (dcd != r.headers.end() && dcd->second.rfind("sha256:", 0) == 0 &&
-            Lower(dcd->second) != m.digest) {
+            AsciiLower(dcd->second) != m.digest) {
           // The registry computed it over what it meant to send.
           return base::DataLossError(what, ": body does not match Docker-Content-Digest ",
                                      dcd->second, " (got ", m.digest, ")");
         }
-        if (reference.rfind("sha256:", 0) == 0 && Lower(reference) != m.digest) {
+        if (reference.rfind("sha256:", 0) == 0 && AsciiLower(reference) != m.digest) {
           return base::DataLossError(what, ": content digest is ", m.digest);
         }
         return Status::Ok();

@@ -12,6 +12,7 @@
 #include "base/digest.h"
 #include "base/logging.h"
 #include "base/unique_fd.h"
+#include "storage/http_text.h"
 
 namespace rfs::storage {
 
@@ -19,26 +20,6 @@ using base::Result;
 using base::Status;
 
 namespace {
-
-std::string Lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-std::string UrlEncode(const std::string& s) {
-  static const char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
-}
 
 bool IsSha256Digest(const std::string& d) {
   return d.size() == 71 && d.rfind("sha256:", 0) == 0 &&
@@ -152,7 +133,7 @@ Result<RegistryPusher::Reply> RegistryPusher::Call(
     }
     Reply reply;
     reply.status = r->status;
-    for (const auto& [k, v] : r->headers) reply.headers[Lower(k)] = v;
+    for (const auto& [k, v] : r->headers) reply.headers[AsciiLower(k)] = v;
     if (reply.status == 401 && attempt < 2) {
       auto challenge = reply.headers.find("www-authenticate");
       if (!auth.empty()) backend_->DropAuthorization(ep, auth);
@@ -228,7 +209,7 @@ Result<BlobPush> RegistryPusher::TryPushBlob(const std::string& digest, uint64_t
     return s.ok() ? base::FailedPreconditionError(what, ": upload: http status ", done.status) : s;
   }
   auto dcd = done.headers.find("docker-content-digest");
-  if (dcd != done.headers.end() && Lower(dcd->second) != digest) {
+  if (dcd != done.headers.end() && AsciiLower(dcd->second) != digest) {
     return base::DataLossError(what, ": registry stored it as ", dcd->second);
   }
   return BlobPush::kUploaded;

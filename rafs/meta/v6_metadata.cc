@@ -600,6 +600,25 @@ Result<Xattrs> V6Metadata::GetXattrs(uint64_t ino) const {
   return out;
 }
 
+namespace {
+
+// Where chunk `index` is, from a blob's ci array (and its digest, when the
+// blob carries a digest array).
+void FillFromCi(const BlobMeta& meta, uint32_t index, ChunkInfo* c) {
+  const format::CiEntry& e = meta.entries[index];
+  c->compressed_offset = e.compressed_offset;
+  c->compressed_size = e.compressed_size;
+  c->uncompressed_offset = e.uncompressed_offset;
+  c->uncompressed_size = e.uncompressed_size;
+  c->compressed = e.compressed;
+  if (!meta.digests.empty()) {
+    c->has_digest = true;
+    c->digest = meta.digests[index];
+  }
+}
+
+}  // namespace
+
 Result<ChunkInfo> V6Metadata::BlobChunk(uint32_t blob_index, uint32_t index) const {
   if (blob_index >= blobs_.size() || !unsupported_[blob_index].empty() ||
       index >= blobs_[blob_index].info.chunk_count) {
@@ -622,16 +641,7 @@ Result<ChunkInfo> V6Metadata::BlobChunk(uint32_t blob_index, uint32_t index) con
     c = ChunkInfoFromRecord(r);
   } else if (const auto& meta = blob_metas_[blob_index];
              meta != nullptr && index < meta->entries.size()) {
-    const format::CiEntry& e = meta->entries[index];
-    c.compressed_offset = e.compressed_offset;
-    c.compressed_size = e.compressed_size;
-    c.uncompressed_offset = e.uncompressed_offset;
-    c.uncompressed_size = e.uncompressed_size;
-    c.compressed = e.compressed;
-    if (!meta->digests.empty()) {
-      c.has_digest = true;
-      c.digest = meta->digests[index];
-    }
+    FillFromCi(*meta, index, &c);
   } else {
     return base::NotFoundError("blob ", blob.info.blob_id, " chunk ", index, " is not described");
   }
@@ -680,16 +690,7 @@ Result<ChunkInfo> V6Metadata::ResolveChunk(const format::ChunkIndexV6& idx, uint
     if (idx.ci_index >= meta->entries.size()) {
       return DataLossError(where(), ": ci index ", idx.ci_index, " beyond the blob's ci array");
     }
-    const format::CiEntry& e = meta->entries[idx.ci_index];
-    c.compressed_offset = e.compressed_offset;
-    c.compressed_size = e.compressed_size;
-    c.uncompressed_offset = e.uncompressed_offset;
-    c.uncompressed_size = e.uncompressed_size;
-    c.compressed = e.compressed;
-    if (!meta->digests.empty()) {
-      c.has_digest = true;
-      c.digest = meta->digests[idx.ci_index];
-    }
+    FillFromCi(*meta, idx.ci_index, &c);
   } else {
     return DataLossError(where(), ": blob ", blob.info.blob_id, " chunk ", idx.ci_index,
                          " has no chunk table record and the blob's ci array is not loaded");
