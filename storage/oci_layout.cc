@@ -27,27 +27,6 @@ bool IsSha256Digest(const std::string& d) {
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
-Result<std::vector<uint8_t>> ReadWholeFile(const std::string& path, uint64_t max_bytes) {
-  base::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) {
-    if (errno == ENOENT) return base::NotFoundError(path, ": no such file");
-    return base::InternalError("cannot open ", path, ": ", std::strerror(errno));
-  }
-  std::vector<uint8_t> out;
-  uint8_t buf[1 << 16];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return base::InternalError("reading ", path, ": ", std::strerror(errno));
-    if (n == 0) break;
-    if (out.size() + static_cast<size_t>(n) > max_bytes) {
-      return base::ResourceExhaustedError(path, ": larger than ", max_bytes, " bytes");
-    }
-    out.insert(out.end(), buf, buf + n);
-  }
-  return out;
-}
-
 // Hashes a file: its sha256 digest and size.
 Result<std::pair<std::string, uint64_t>> HashFile(const std::string& path) {
   base::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -99,6 +78,27 @@ Status MakeDir(const std::string& path) {
 }
 
 }  // namespace
+
+Result<std::vector<uint8_t>> ReadWholeFile(const std::string& path, uint64_t max_bytes) {
+  base::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    if (errno == ENOENT) return base::NotFoundError(path, ": no such file");
+    return base::InternalError("cannot open ", path, ": ", std::strerror(errno));
+  }
+  std::vector<uint8_t> out;
+  uint8_t buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return base::InternalError("reading ", path, ": ", std::strerror(errno));
+    if (n == 0) break;
+    if (out.size() + static_cast<size_t>(n) > max_bytes) {
+      return base::ResourceExhaustedError(path, ": larger than ", max_bytes, " bytes");
+    }
+    out.insert(out.end(), buf, buf + n);
+  }
+  return out;
+}
 
 Json DescriptorToJson(const Descriptor& d) {
   Json j = Json::object();

@@ -22,6 +22,10 @@
 
 namespace rfs::storage {
 
+// A whole file's bytes; kNotFound when it does not exist, kResourceExhausted
+// past `max_bytes`.
+base::Result<std::vector<uint8_t>> ReadWholeFile(const std::string& path, uint64_t max_bytes);
+
 inline constexpr std::string_view kOciRefNameAnnotation = "org.opencontainers.image.ref.name";
 
 // {"mediaType", "digest", "size", "annotations"?, "artifactType"?,

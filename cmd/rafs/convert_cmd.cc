@@ -62,19 +62,9 @@ std::string Sha256Of(base::ByteSpan b) { return "sha256:" + base::DigestHex(base
 
 std::vector<uint8_t> ToBytes(const std::string& s) { return {s.begin(), s.end()}; }
 
+// Local files of a conversion (cache entries, bootstraps, a dictionary).
 Result<std::vector<uint8_t>> ReadFile(const std::string& path) {
-  base::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return base::NotFoundError("cannot open ", path, ": ", std::strerror(errno));
-  std::vector<uint8_t> out;
-  uint8_t buf[1 << 16];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return base::InternalError("reading ", path, ": ", std::strerror(errno));
-    if (n == 0) break;
-    out.insert(out.end(), buf, buf + n);
-  }
-  return out;
+  return storage::ReadWholeFile(path, uint64_t{4} << 30);
 }
 
 Result<std::string> HashFile(const std::string& path, uint64_t* size) {
