@@ -48,20 +48,7 @@ EOC
 python3 "$TOP/test/chart/pod_scripts.py" "$POD" "$DAEMON"
 
 log "init step: add the proxy plugin to containerd's config"
-cat >"$W/containerd.toml" <<EOC
-version = 2
-root = "$W/containerd/root"
-state = "$W/containerd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$CTRD_SOCK"
-[ttrpc]
-  address = "$CTRD_SOCK.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-EOC
+write_containerd_base "$W/containerd.toml"
 (set -a && . "$POD/configure.env" && set +a && sh "$CHART/files/configure-containerd.sh") \
   >"$W/configure.log" 2>&1 || fail "the init step failed: $(cat "$W/configure.log")"
 grep -q "address = \"$SN_SOCK\"" "$W/containerd.toml" || fail "no proxy plugin for $SN_SOCK"

@@ -27,27 +27,6 @@ bool IsSha256Digest(const std::string& d) {
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
-// Hashes a file: its sha256 digest and size.
-Result<std::pair<std::string, uint64_t>> HashFile(const std::string& path) {
-  base::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) {
-    if (errno == ENOENT) return base::NotFoundError(path, ": no such file");
-    return base::InternalError("cannot open ", path, ": ", std::strerror(errno));
-  }
-  auto h = base::Hasher::Create(base::DigestAlgo::kSha256);
-  std::vector<uint8_t> buf(1 << 20);
-  uint64_t size = 0;
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return base::InternalError("reading ", path, ": ", std::strerror(errno));
-    if (n == 0) break;
-    h->Update(base::ByteSpan(buf.data(), static_cast<size_t>(n)));
-    size += static_cast<uint64_t>(n);
-  }
-  return std::make_pair("sha256:" + base::DigestHex(h->Finish()), size);
-}
-
 Status WriteAtomically(const std::string& path, base::ByteSpan bytes) {
   const std::string tmp = path + ".tmp" + std::to_string(::getpid());
   base::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
@@ -78,6 +57,26 @@ Status MakeDir(const std::string& path) {
 }
 
 }  // namespace
+
+Result<std::pair<std::string, uint64_t>> Sha256File(const std::string& path) {
+  base::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    if (errno == ENOENT) return base::NotFoundError(path, ": no such file");
+    return base::InternalError("cannot open ", path, ": ", std::strerror(errno));
+  }
+  auto h = base::Hasher::Create(base::DigestAlgo::kSha256);
+  std::vector<uint8_t> buf(1 << 20);
+  uint64_t size = 0;
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return base::InternalError("reading ", path, ": ", std::strerror(errno));
+    if (n == 0) break;
+    h->Update(base::ByteSpan(buf.data(), static_cast<size_t>(n)));
+    size += static_cast<uint64_t>(n);
+  }
+  return std::make_pair("sha256:" + base::DigestHex(h->Finish()), size);
+}
 
 Result<std::vector<uint8_t>> ReadWholeFile(const std::string& path, uint64_t max_bytes) {
   base::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -193,7 +192,7 @@ Status OciLayout::VerifyBlob(const std::string& digest, uint64_t size) const {
   if (!IsSha256Digest(digest)) {
     return base::InvalidArgumentError("blob digest '", digest, "' is not sha256:<hex>");
   }
-  auto got = HashFile(BlobPath(digest));
+  auto got = Sha256File(BlobPath(digest));
   if (!got.ok()) return got.status().WithContext("blob " + digest);
   if (got->second != size) {
     return base::DataLossError("blob ", digest, " in ", dir_, ": ", got->second,
@@ -234,7 +233,7 @@ Result<bool> OciLayout::WriteBlob(const std::string& digest, base::ByteSpan byte
 }
 
 Result<bool> OciLayout::CopyBlobFile(const std::string& digest, const std::string& path) {
-  ASSIGN_OR_RETURN(auto hashed, HashFile(path));
+  ASSIGN_OR_RETURN(auto hashed, Sha256File(path));
   if (hashed.first != digest) {
     return base::DataLossError(path, ": content digest is ", hashed.first, ", expected ", digest);
   }

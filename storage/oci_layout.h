@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/bytes.h"
@@ -25,6 +26,8 @@ namespace rfs::storage {
 // A whole file's bytes; kNotFound when it does not exist, kResourceExhausted
 // past `max_bytes`.
 base::Result<std::vector<uint8_t>> ReadWholeFile(const std::string& path, uint64_t max_bytes);
+// A file's "sha256:<hex>" digest and size.
+base::Result<std::pair<std::string, uint64_t>> Sha256File(const std::string& path);
 
 inline constexpr std::string_view kOciRefNameAnnotation = "org.opencontainers.image.ref.name";
 

@@ -67,23 +67,6 @@ Result<std::vector<uint8_t>> ReadFile(const std::string& path) {
   return storage::ReadWholeFile(path, uint64_t{4} << 30);
 }
 
-Result<std::string> HashFile(const std::string& path, uint64_t* size) {
-  base::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return base::NotFoundError("cannot open ", path, ": ", std::strerror(errno));
-  auto h = base::Hasher::Create(base::DigestAlgo::kSha256);
-  std::vector<uint8_t> buf(1 << 20);
-  *size = 0;
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return base::InternalError("reading ", path, ": ", std::strerror(errno));
-    if (n == 0) break;
-    h->Update(base::ByteSpan(buf.data(), static_cast<size_t>(n)));
-    *size += static_cast<uint64_t>(n);
-  }
-  return "sha256:" + base::DigestHex(h->Finish());
-}
-
 std::string DefaultCacheDir() {
   if (::geteuid() == 0) return "/var/lib/rafs/convert";
   const char* xdg = std::getenv("XDG_CACHE_HOME");
@@ -200,9 +183,8 @@ Result<std::optional<LayerResult>> Converter::LookupCache(const std::string& dir
   r.blob_id = j["blob_id"].get<std::string>();
   r.blob_size = j["blob_size"].get<uint64_t>();
   r.cached = true;
-  uint64_t size = 0;
-  auto boot = HashFile(r.bootstrap_path, &size);
-  if (!boot.ok() || *boot != j["bootstrap_sha256"].get<std::string>()) {
+  auto boot = storage::Sha256File(r.bootstrap_path);
+  if (!boot.ok() || boot->first != j["bootstrap_sha256"].get<std::string>()) {
     return std::optional<LayerResult>();
   }
   if (!r.blob_id.empty()) {
@@ -210,8 +192,8 @@ Result<std::optional<LayerResult>> Converter::LookupCache(const std::string& dir
       return std::optional<LayerResult>();
     }
     r.blob_path = dir + "/" + r.blob_id;
-    auto blob = HashFile(r.blob_path, &size);
-    if (!blob.ok() || *blob != "sha256:" + r.blob_id || size != r.blob_size) {
+    auto blob = storage::Sha256File(r.blob_path);
+    if (!blob.ok() || blob->first != "sha256:" + r.blob_id || blob->second != r.blob_size) {
       return std::optional<LayerResult>();
     }
   }

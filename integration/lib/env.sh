@@ -107,9 +107,11 @@ EOC
 }
 
 CTRD_SOCK=$W/containerd/containerd.sock
-start_containerd() {
+# containerd's own settings for a test (its state under $W, CRI off), into
+# $1; the proxy plugin section is added by the caller.
+write_containerd_base() {
   mkdir -p "$W/containerd"
-  cat >"$W/containerd.toml" <<EOC
+  cat >"$1" <<EOC
 version = 2
 root = "$W/containerd/root"
 state = "$W/containerd/state"
@@ -123,6 +125,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [metrics]
   address = ""
 EOC
+}
+start_containerd() {
+  write_containerd_base "$W/containerd.toml"
   # The snippet users copy (docs/containerd/config-v2.toml), with our socket:
   # the same text containerd loads here (its CRI part is parsed, the CRI
   # plugin itself is disabled in these tests).
